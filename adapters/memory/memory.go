@@ -1,0 +1,337 @@
+// Package memory is an in-process sessionkit.Store, for tests and for
+// single-process programs that can lose their sessions on restart.
+//
+// Expired sessions are invisible at once and are swept from memory during
+// writes, at most once per SweepInterval, so memory does not grow with
+// sessions nobody uses any more.
+package memory
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// DefaultSweepInterval is the default Options.SweepInterval.
+const DefaultSweepInterval = time.Minute
+
+// Options configures a Store. The zero value means defaults.
+type Options struct {
+	// Clock returns the current time. Default time.Now. Tests pass a fake
+	// clock to drive expiry.
+	Clock func() time.Time
+	// SweepInterval is the least time between two sweeps of expired
+	// sessions. Default DefaultSweepInterval.
+	SweepInterval time.Duration
+}
+
+// Store is an in-memory sessionkit.Store. It implements sessionkit.Counter.
+type Store struct {
+	now           func() time.Time
+	sweepInterval time.Duration
+
+	mu        sync.Mutex
+	records   map[string]*record
+	nextSweep time.Time
+}
+
+type record struct {
+	fields  map[string][]byte
+	created time.Time
+	exp     sessionkit.Expiry
+	expires time.Time
+}
+
+var (
+	_ sessionkit.Store   = (*Store)(nil)
+	_ sessionkit.Counter = (*Store)(nil)
+)
+
+// New returns an empty Store. opts may be nil.
+func New(opts *Options) *Store {
+	s := &Store{now: time.Now, sweepInterval: DefaultSweepInterval, records: map[string]*record{}}
+	if opts != nil {
+		if opts.Clock != nil {
+			s.now = opts.Clock
+		}
+		if opts.SweepInterval > 0 {
+			s.sweepInterval = opts.SweepInterval
+		}
+	}
+	return s
+}
+
+// live returns the live record under key with its expiry refreshed, or
+// ErrNotFound. It removes an expired record it finds. Call with s.mu held.
+func (s *Store) live(ctx context.Context, op, key string) (*record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, sessionkit.BackendError("memory: "+op, err)
+	}
+	r := s.records[key]
+	if r == nil {
+		return nil, sessionkit.ErrNotFound
+	}
+	now := s.now()
+	ttl := r.exp.TTL(r.created, now)
+	if !now.Before(r.expires) || ttl <= 0 {
+		delete(s.records, key)
+		return nil, sessionkit.ErrNotFound
+	}
+	r.expires = now.Add(ttl)
+	return r, nil
+}
+
+// sweep removes expired records if the sweep interval has passed.
+// Call with s.mu held.
+func (s *Store) sweep(now time.Time) {
+	if now.Before(s.nextSweep) {
+		return
+	}
+	s.nextSweep = now.Add(s.sweepInterval)
+	for k, r := range s.records {
+		if !now.Before(r.expires) {
+			delete(s.records, k)
+		}
+	}
+}
+
+func cloneFields(fields map[string][]byte) map[string][]byte {
+	out := make(map[string][]byte, len(fields))
+	for k, v := range fields {
+		out[k] = clone(v)
+	}
+	return out
+}
+
+// clone copies b; a nil or empty value becomes a non-nil empty slice, since
+// nil means "no such field".
+func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
+
+func (s *Store) Create(ctx context.Context, key string, fields map[string][]byte, exp sessionkit.Expiry) error {
+	if err := ctx.Err(); err != nil {
+		return sessionkit.BackendError("memory: create", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.sweep(now)
+	if r := s.records[key]; r != nil && now.Before(r.expires) {
+		return sessionkit.ErrExists
+	}
+	s.records[key] = &record{fields: cloneFields(fields), created: now, exp: exp, expires: now.Add(exp.TTL(now, now))}
+	return nil
+}
+
+func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "get", key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(names))
+	for i, n := range names {
+		if v, ok := r.fields[n]; ok {
+			out[i] = clone(v)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "getall", key)
+	if err != nil {
+		return nil, err
+	}
+	return cloneFields(r.fields), nil
+}
+
+func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "keys", key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(r.fields))
+	for k := range r.fields {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "has", key)
+	if err != nil {
+		return false, err
+	}
+	_, ok := r.fields[name]
+	return ok, nil
+}
+
+func (s *Store) Len(ctx context.Context, key string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "len", key)
+	if err != nil {
+		return 0, err
+	}
+	return len(r.fields), nil
+}
+
+func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, maxFields int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(s.now())
+	r, err := s.live(ctx, "set", key)
+	if err != nil {
+		return err
+	}
+	if maxFields > 0 {
+		n := len(r.fields)
+		for k := range fields {
+			if _, ok := r.fields[k]; !ok {
+				n++
+			}
+		}
+		if n > maxFields {
+			return sessionkit.ErrTooManyFields
+		}
+	}
+	for k, v := range fields {
+		r.fields[k] = clone(v)
+	}
+	return nil
+}
+
+func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "delete", key)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		delete(r.fields, n)
+	}
+	return nil
+}
+
+func (s *Store) Clear(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "clear", key)
+	if err != nil {
+		return err
+	}
+	clear(r.fields)
+	return nil
+}
+
+func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "touch", key)
+	if err != nil {
+		return 0, err
+	}
+	return r.expires.Sub(s.now()), nil
+}
+
+func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "setexpiry", key)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	ttl := exp.TTL(r.created, now)
+	if ttl <= 0 {
+		delete(s.records, key)
+		return sessionkit.ErrNotFound
+	}
+	r.exp, r.expires = exp, now.Add(ttl)
+	return nil
+}
+
+func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "rename", oldKey)
+	if err != nil {
+		return err
+	}
+	if n := s.records[newKey]; n != nil && s.now().Before(n.expires) {
+		return sessionkit.ErrExists
+	}
+	delete(s.records, oldKey)
+	s.records[newKey] = r
+	return nil
+}
+
+func (s *Store) Destroy(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return sessionkit.BackendError("memory: destroy", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.records, key)
+	return nil
+}
+
+// Count returns the number of live sessions.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, sessionkit.BackendError("memory: count", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for _, r := range s.records {
+		if now.Before(r.expires) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// TTL returns the time left to the record under key without refreshing it,
+// and false if there is no live record. For tests and operators.
+func (s *Store) TTL(key string) (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.records[key]
+	if r == nil || !s.now().Before(r.expires) {
+		return 0, false
+	}
+	return r.expires.Sub(s.now()), true
+}
+
+// SetRaw overwrites one field of a live record as a hand edit would, without
+// refreshing its expiry. For tests.
+func (s *Store) SetRaw(key, name string, value []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.records[key]
+	if r == nil || !s.now().Before(r.expires) {
+		return false
+	}
+	r.fields[name] = clone(value)
+	return true
+}
+
+// Records returns the number of records held in memory, expired or not:
+// what the sweeper has not removed yet.
+func (s *Store) Records() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.records)
+}

@@ -1,0 +1,53 @@
+package memory_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/memory"
+	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+func harness(t *testing.T) *adaptertest.Harness {
+	clock := adaptertest.NewClock()
+	s := memory.New(&memory.Options{Clock: clock.Now})
+	return &adaptertest.Harness{
+		Store:   s,
+		Now:     clock.Now,
+		Advance: clock.Advance,
+		TTL: func(_ context.Context, key string) (time.Duration, bool, error) {
+			ttl, ok := s.TTL(key)
+			return ttl, ok, nil
+		},
+		SetRaw: func(_ context.Context, key, field string, value []byte) error {
+			if !s.SetRaw(key, field, value) {
+				return sessionkit.ErrNotFound
+			}
+			return nil
+		},
+	}
+}
+
+func TestConformance(t *testing.T) { adaptertest.Run(t, harness) }
+
+func TestExpiredSessionsAreSweptFromMemory(t *testing.T) {
+	ctx := t.Context()
+	clock := adaptertest.NewClock()
+	s := memory.New(&memory.Options{Clock: clock.Now, SweepInterval: time.Minute})
+	exp := sessionkit.Expiry{Idle: 10 * time.Minute, Absolute: time.Hour}
+	for i := range 1000 {
+		require.NoError(t, s.Create(ctx, fmt.Sprint("old", i), nil, exp))
+	}
+	require.Equal(t, 1000, s.Records())
+	clock.Advance(11 * time.Minute)
+	require.NoError(t, s.Create(ctx, "new", nil, exp))
+	require.Equal(t, 1, s.Records(), "the write after the sweep interval removed every expired session")
+	n, err := s.Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+}

@@ -1,0 +1,85 @@
+// Package adaptertest is the conformance suite for sessionkit.Store
+// adapters. An adapter's test calls Run with a Maker; Run checks every
+// promise of the store contract, on the raw store and through a
+// sessionkit.Manager, each as a subtest named after the promise it checks.
+//
+//	func TestConformance(t *testing.T) {
+//		adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
+//			clock := adaptertest.NewClock()
+//			return &adaptertest.Harness{
+//				Store:   memory.New(&memory.Options{Clock: clock.Now}),
+//				Now:     clock.Now,
+//				Advance: clock.Advance,
+//				TTL:     …,
+//			}
+//		})
+//	}
+//
+// Third-party adapters can use it too.
+package adaptertest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// Harness is what the suite needs from an adapter for one subtest. The
+// Maker builds a fresh one (an empty store) for every subtest.
+type Harness struct {
+	// Store is a fresh store with no sessions. Required.
+	Store sessionkit.Store
+
+	// Now and Advance give the suite control of the store's clock: Advance
+	// moves it forward by d, and every expiry in the backend with it. Leave
+	// both nil for a backend on the wall clock (a real server): the suite
+	// then uses sub-second timeouts and polls the backend, which makes those
+	// cases take a few seconds.
+	Now     func() time.Time
+	Advance func(d time.Duration)
+
+	// TTL reads the backend's own remaining expiry of the record under key,
+	// without refreshing it. ok is false when there is no record. A record
+	// without any expiry must be reported with ok true and ttl <= 0.
+	// Required.
+	TTL func(ctx context.Context, key string) (ttl time.Duration, ok bool, err error)
+
+	// SetRaw writes value into one field of the record under key directly
+	// in the backend, as a person with redis-cli would. Nil skips the
+	// hand-edit cases.
+	SetRaw func(ctx context.Context, key, field string, value []byte) error
+
+	// Close, if not nil, is called when the subtest ends.
+	Close func()
+}
+
+// Maker returns a fresh Harness for one subtest. It may call t.Skip or
+// t.Fatal, and may register cleanups with t.Cleanup.
+type Maker func(t *testing.T) *Harness
+
+// Clock is a fake clock for harnesses whose store takes a clock function.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock set to the current wall time, truncated to the
+// millisecond like the stores' expiries.
+func NewClock() *Clock { return &Clock{now: time.Now().Truncate(time.Millisecond)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}

@@ -1,0 +1,313 @@
+package adaptertest
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// manager returns a Manager over the harness's store, on its clock.
+func (e *env) manager(opts sessionkit.Options) *sessionkit.Manager {
+	e.Helper()
+	opts.Store = e.s
+	opts.Clock = e.h.Now
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = e.expiry().Idle
+	}
+	if opts.Lifetime == 0 {
+		opts.Lifetime = e.expiry().Absolute
+	}
+	m, err := sessionkit.New(opts)
+	require.NoError(e, err)
+	return m
+}
+
+// load returns a new handle on the session of token, as the next request
+// would get.
+func (e *env) load(m *sessionkit.Manager, token string) *sessionkit.Session {
+	e.Helper()
+	s, err := m.Load(token)
+	require.NoError(e, err)
+	return s
+}
+
+type profile struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+	Age   int      `json:"age"`
+}
+
+var managerCases = []testCase{
+	{"TypedValuesRoundTrip", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		when := time.Date(2026, 11, 26, 16, 17, 18, 123456789, time.UTC)
+		require.NoError(e, s.SetMany(e.ctx, map[string]any{
+			"str": "héllo", "int": 1 << 53, "neg": -7, "float": 2.5, "bool": true,
+			"time": when, "profile": profile{Name: "ana", Roles: []string{"admin"}, Age: 41},
+		}))
+		r := e.load(m, s.Token())
+		str, err := r.GetString(e.ctx, "str")
+		require.NoError(e, err)
+		require.Equal(e, "héllo", str)
+		n, err := r.GetInt(e.ctx, "int")
+		require.NoError(e, err)
+		require.Equal(e, 1<<53, n)
+		n, err = r.GetInt(e.ctx, "neg")
+		require.NoError(e, err)
+		require.Equal(e, -7, n)
+		f, err := r.GetFloat(e.ctx, "float")
+		require.NoError(e, err)
+		require.Equal(e, 2.5, f)
+		b, err := r.GetBool(e.ctx, "bool")
+		require.NoError(e, err)
+		require.True(e, b)
+		tm, err := r.GetTime(e.ctx, "time")
+		require.NoError(e, err)
+		require.True(e, when.Equal(tm), "got %v", tm)
+		var p profile
+		found, err := r.Decode(e.ctx, "profile", &p)
+		require.NoError(e, err)
+		require.True(e, found)
+		require.Equal(e, profile{Name: "ana", Roles: []string{"admin"}, Age: 41}, p)
+		_, err = r.GetInt(e.ctx, "str")
+		require.ErrorIs(e, err, sessionkit.ErrDecode, "a string that is no number is not an int")
+	}},
+	{"MissingKeysReadAsZeroValues", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s, err := m.Create(e.ctx)
+		require.NoError(e, err)
+		v, err := s.Get(e.ctx, "nope")
+		require.NoError(e, err)
+		require.Nil(e, v)
+		n, err := s.GetInt(e.ctx, "nope")
+		require.NoError(e, err)
+		require.Zero(e, n)
+		var p profile
+		found, err := s.Decode(e.ctx, "nope", &p)
+		require.NoError(e, err)
+		require.False(e, found)
+		has, err := s.Has(e.ctx, "nope")
+		require.NoError(e, err)
+		require.False(e, has)
+	}},
+	{"SessionOperationsRoundTrip", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		require.NoError(e, s.SetMany(e.ctx, map[string]any{"a": 1, "b": "two", "c": true}))
+		r := e.load(m, s.Token())
+		n, err := r.Len(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, 3, n)
+		keys, err := r.Keys(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, []string{"a", "b", "c"}, keys)
+		require.NoError(e, r.Delete(e.ctx, "a"))
+		all, err := r.All(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, map[string]any{"b": "two", "c": true}, all)
+		require.NoError(e, r.Clear(e.ctx))
+		n, err = r.Len(e.ctx)
+		require.NoError(e, err)
+		require.Zero(e, n)
+		require.Equal(e, s.Token(), r.Token(), "a cleared session keeps its token")
+		e.requireExpiryWithin(m.StorageKey(s.Token()), e.expiry().Idle)
+	}},
+	{"StorageKeyIsAHashOfTheTokenUnderThePrefix", func(e *env) {
+		m := e.manager(sessionkit.Options{KeyPrefix: "myapp:sess:"})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		key := m.StorageKey(s.Token())
+		require.Regexp(e, `^myapp:sess:[A-Za-z0-9_-]{43}$`, key)
+		require.NotContains(e, key, s.Token())
+		e.requireExpiryWithin(key, e.expiry().Idle)
+	}},
+	{"TokensAre256BitURLSafeAndMalformedOnesAreRefused", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		seen := map[string]bool{}
+		for range 100 {
+			tok := m.NewSession().Token()
+			require.Regexp(e, `^[A-Za-z0-9_-]{43}$`, tok)
+			require.False(e, seen[tok])
+			seen[tok] = true
+		}
+		good := m.NewSession().Token()
+		for _, bad := range []string{"", "short", good + "A", good[:42] + "!", good[:42] + " ", "../../etc/passwd", good[:42] + "B"} {
+			if bad == good {
+				continue
+			}
+			_, err := m.Load(bad)
+			require.ErrorIs(e, err, sessionkit.ErrInvalidToken, "%q", bad)
+		}
+	}},
+	{"UnknownTokenIsNeverAdopted", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		unknown := m.NewSession().Token() // well formed, never stored
+		s := e.load(m, unknown)
+		v, err := s.Get(e.ctx, "a")
+		require.NoError(e, err)
+		require.Nil(e, v)
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		require.NotEqual(e, unknown, s.Token(), "the write creates a session under a fresh token")
+		e.requireNoRecord(m.StorageKey(unknown))
+		e.requireExpiryWithin(m.StorageKey(s.Token()), e.expiry().Idle)
+	}},
+	{"WriteToAnExpiredSessionStartsAFreshOne", func(e *env) {
+		idle := 3 * e.unit()
+		m := e.manager(sessionkit.Options{IdleTimeout: idle})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		old := s.Token()
+		e.waitGone(m.StorageKey(old), idle)
+		r := e.load(m, old)
+		require.NoError(e, r.Set(e.ctx, "b", 2))
+		require.NotEqual(e, old, r.Token())
+		e.requireNoRecord(m.StorageKey(old))
+		all, err := r.All(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, map[string]any{"b": jsonNumber(2)}, all, "nothing of the expired session comes back")
+	}},
+	{"RenewKillsTheOldTokenAndKeepsTheData", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "user", "ana"))
+		old := s.Token()
+		require.NoError(e, s.Renew(e.ctx))
+		require.NotEqual(e, old, s.Token())
+		e.requireNoRecord(m.StorageKey(old))
+
+		stale := e.load(m, old)
+		v, err := stale.Get(e.ctx, "user")
+		require.NoError(e, err)
+		require.Nil(e, v, "the old token reads nothing")
+		require.NoError(e, stale.Set(e.ctx, "user", "mallory"))
+		require.NotEqual(e, old, stale.Token(), "a write with the old token does not revive it")
+		e.requireNoRecord(m.StorageKey(old))
+
+		fresh := e.load(m, s.Token())
+		user, err := fresh.GetString(e.ctx, "user")
+		require.NoError(e, err)
+		require.Equal(e, "ana", user)
+	}},
+	{"DestroyEndsTheSession", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		tok := s.Token()
+		require.NoError(e, e.load(m, tok).Destroy(e.ctx))
+		e.requireNoRecord(m.StorageKey(tok))
+		n, err := s.Len(e.ctx)
+		require.NoError(e, err)
+		require.Zero(e, n, "another handle on the destroyed session reads it empty")
+	}},
+	{"ExpiryOverrideAppliesToOneSession", func(e *env) {
+		m := e.manager(sessionkit.Options{IdleTimeout: 5 * e.unit()})
+		s := m.NewSession()
+		remember := sessionkit.Expiry{Idle: 50 * e.unit(), Absolute: 100 * e.unit()}
+		require.NoError(e, s.SetExpiry(e.ctx, remember))
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		ttl, ok := e.ttl(m.StorageKey(s.Token()))
+		require.True(e, ok)
+		require.Greater(e, ttl, 40*e.unit(), "the override is the session's policy from creation on")
+
+		plain := m.NewSession()
+		require.NoError(e, plain.Set(e.ctx, "a", 1))
+		e.requireExpiryWithin(m.StorageKey(plain.Token()), 5*e.unit())
+
+		at, err := e.load(m, s.Token()).ExpiresAt(e.ctx)
+		require.NoError(e, err)
+		require.WithinDuration(e, e.now().Add(remember.Idle), at, e.unit())
+	}},
+	{"HandEditedValuesAreReadBack", func(e *env) {
+		if e.h.SetRaw == nil {
+			e.Skip("the harness has no SetRaw")
+		}
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		require.NoError(e, s.SetMany(e.ctx, map[string]any{"name": "ana", "count": 1}))
+		key := m.StorageKey(s.Token())
+		require.NoError(e, e.h.SetRaw(e.ctx, key, "name", []byte("bob")))    // not JSON
+		require.NoError(e, e.h.SetRaw(e.ctx, key, "count", []byte("42")))   // JSON number
+		require.NoError(e, e.h.SetRaw(e.ctx, key, "quoted", []byte(`"x"`))) // JSON string
+		r := e.load(m, s.Token())
+		name, err := r.GetString(e.ctx, "name")
+		require.NoError(e, err)
+		require.Equal(e, "bob", name)
+		v, err := r.Get(e.ctx, "name")
+		require.NoError(e, err)
+		require.Equal(e, "bob", v)
+		n, err := r.GetInt(e.ctx, "count")
+		require.NoError(e, err)
+		require.Equal(e, 42, n)
+		q, err := r.GetString(e.ctx, "quoted")
+		require.NoError(e, err)
+		require.Equal(e, "x", q)
+	}},
+	{"OversizeValueIsRefusedAndTheSessionIsUnchanged", func(e *env) {
+		m := e.manager(sessionkit.Options{MaxValueSize: 100})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", "small"))
+		err := s.SetMany(e.ctx, map[string]any{"a": "changed", "big": string(make([]byte, 200))})
+		require.ErrorIs(e, err, sessionkit.ErrTooLarge)
+		require.ErrorContains(e, err, "big")
+		all, err := e.load(m, s.Token()).All(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, map[string]any{"a": "small"}, all)
+	}},
+	{"TooManyKeysAreRefusedAndTheSessionIsUnchanged", func(e *env) {
+		m := e.manager(sessionkit.Options{MaxFields: 3})
+		s := m.NewSession()
+		require.NoError(e, s.SetMany(e.ctx, map[string]any{"a": 1, "b": 2}))
+		err := s.SetMany(e.ctx, map[string]any{"c": 3, "d": 4})
+		require.ErrorIs(e, err, sessionkit.ErrTooManyFields)
+		require.ErrorIs(e, s.SetMany(e.ctx, map[string]any{"1": 1, "2": 2, "3": 3, "4": 4}), sessionkit.ErrTooManyFields)
+		keys, err := e.load(m, s.Token()).Keys(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, []string{"a", "b"}, keys)
+	}},
+	{"InvalidAndReservedKeysAreRefused", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		for _, k := range []string{"", sessionkit.ReservedPrefix + "c", string(make([]byte, sessionkit.MaxKeyLength+1)), "\xff"} {
+			require.ErrorIs(e, s.Set(e.ctx, k, 1), sessionkit.ErrInvalidKey, "%q", k)
+		}
+		keys, err := s.Keys(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, []string{"a"}, keys, "no adapter metadata shows as a key")
+	}},
+	{"FiftyConcurrentRequestsWritingDistinctKeysAllSurvive", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s, err := m.Create(e.ctx)
+		require.NoError(e, err)
+		var wg sync.WaitGroup
+		errs := make([]error, 50)
+		for i := range 50 {
+			wg.Go(func() {
+				r, err := m.Load(s.Token())
+				if err == nil {
+					err = r.Set(e.ctx, fmt.Sprintf("k%d", i), i)
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(e, err, "request %d", i)
+		}
+		n, err := e.load(m, s.Token()).Len(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, 50, n)
+	}},
+}
+
+func (e *env) now() time.Time {
+	if e.h.Now != nil {
+		return e.h.Now()
+	}
+	return time.Now()
+}

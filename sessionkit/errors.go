@@ -1,0 +1,48 @@
+package sessionkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Act on them with errors.Is; the backend's own error, when
+// there is one, stays reachable with errors.As.
+var (
+	// ErrNotFound: the session does not exist (never created, destroyed or expired).
+	ErrNotFound = errors.New("sessionkit: session not found")
+	// ErrExists: Create found a session under the key already.
+	ErrExists = errors.New("sessionkit: session already exists")
+	// ErrUnavailable: the backend could not be reached or failed.
+	ErrUnavailable = errors.New("sessionkit: store unavailable")
+	// ErrTooLarge: an encoded value is larger than the Manager's MaxValueSize,
+	// or larger than the backend can hold.
+	ErrTooLarge = errors.New("sessionkit: value too large")
+	// ErrTooManyFields: a write would leave the session with more fields than
+	// the Manager's MaxFields.
+	ErrTooManyFields = errors.New("sessionkit: too many fields")
+	// ErrInvalidKey: a session key is empty, too long, not UTF-8 or reserved.
+	ErrInvalidKey = errors.New("sessionkit: invalid key")
+	// ErrInvalidToken: a token does not have the exact format the Manager issues.
+	ErrInvalidToken = errors.New("sessionkit: invalid token")
+	// ErrDecode: a stored value could not be decoded into the requested type.
+	ErrDecode = errors.New("sessionkit: cannot decode value")
+	// ErrEncode: a value could not be encoded by the codec.
+	ErrEncode = errors.New("sessionkit: cannot encode value")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("sessionkit: store closed")
+)
+
+// BackendError wraps a backend failure so that it matches both ErrUnavailable
+// and the backend's own error. A cancelled or expired context is returned as
+// the context's error (still wrapped with op), never as ErrUnavailable.
+// Adapters call it on every error their client returns; nil stays nil.
+func BackendError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}

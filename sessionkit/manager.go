@@ -1,0 +1,184 @@
+package sessionkit
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultIdleTimeout  = 30 * time.Minute
+	DefaultLifetime     = 24 * time.Hour
+	DefaultKeyPrefix    = "session:"
+	DefaultMaxFields    = 1024
+	DefaultMaxValueSize = 64 << 10
+)
+
+// ReservedPrefix starts the names that adapters may use for their own
+// metadata fields. Session keys cannot start with it.
+const ReservedPrefix = "__sk_"
+
+// MaxKeyLength is the longest session key, in bytes.
+const MaxKeyLength = 256
+
+// Options configures a Manager. The zero value of every field but Store
+// means its default.
+type Options struct {
+	// Store keeps the sessions. Required.
+	Store Store
+	// IdleTimeout ends a session that has not been used for this long.
+	// Every use slides it. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// Lifetime ends a session this long after its creation, however much
+	// it is used. Default DefaultLifetime.
+	Lifetime time.Duration
+	// KeyPrefix starts every storage key. Default DefaultKeyPrefix.
+	KeyPrefix string
+	// Codec encodes values. Default JSONCodec.
+	Codec Codec
+	// MaxFields is the most keys one session may hold; negative means no
+	// limit. Default DefaultMaxFields.
+	MaxFields int
+	// MaxValueSize is the largest encoded value, in bytes; negative means
+	// no limit. Default DefaultMaxValueSize.
+	MaxValueSize int
+	// Clock returns the current time. Default time.Now. The stores keep
+	// their own clock for expiry; this one dates what the Manager reports.
+	Clock func() time.Time
+}
+
+// Manager owns session policy: tokens, storage keys, expiry, codec and
+// limits. It is safe for concurrent use.
+type Manager struct {
+	store        Store
+	expiry       Expiry
+	prefix       string
+	codec        Codec
+	maxFields    int
+	maxValueSize int
+	now          func() time.Time
+}
+
+// New returns a Manager for opts.
+func New(opts Options) (*Manager, error) {
+	if opts.Store == nil {
+		return nil, errors.New("sessionkit: Options.Store is required")
+	}
+	m := &Manager{
+		store:        opts.Store,
+		expiry:       Expiry{Idle: opts.IdleTimeout, Absolute: opts.Lifetime},
+		prefix:       opts.KeyPrefix,
+		codec:        opts.Codec,
+		maxFields:    opts.MaxFields,
+		maxValueSize: opts.MaxValueSize,
+		now:          opts.Clock,
+	}
+	if m.expiry.Idle == 0 {
+		m.expiry.Idle = DefaultIdleTimeout
+	}
+	if m.expiry.Absolute == 0 {
+		m.expiry.Absolute = DefaultLifetime
+	}
+	if err := checkExpiry(m.expiry); err != nil {
+		return nil, err
+	}
+	if m.prefix == "" {
+		m.prefix = DefaultKeyPrefix
+	}
+	if m.codec == nil {
+		m.codec = JSONCodec{}
+	}
+	if m.maxFields == 0 {
+		m.maxFields = DefaultMaxFields
+	}
+	if m.maxValueSize == 0 {
+		m.maxValueSize = DefaultMaxValueSize
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	return m, nil
+}
+
+func checkExpiry(e Expiry) error {
+	if e.Idle <= 0 || e.Absolute <= 0 {
+		return fmt.Errorf("sessionkit: idle timeout (%v) and lifetime (%v) must be positive", e.Idle, e.Absolute)
+	}
+	// Stores keep expiries in milliseconds.
+	if e.Idle < time.Millisecond || e.Absolute < time.Millisecond {
+		return fmt.Errorf("sessionkit: idle timeout (%v) and lifetime (%v) must be at least 1ms", e.Idle, e.Absolute)
+	}
+	return nil
+}
+
+// Store returns the Manager's store.
+func (m *Manager) Store() Store { return m.store }
+
+// Expiry returns the default expiry policy of new sessions.
+func (m *Manager) Expiry() Expiry { return m.expiry }
+
+// StorageKey returns the key under which the store keeps the session of
+// token: the prefix and a one-way hash of the token. It is not a secret
+// and cannot be turned back into the token.
+func (m *Manager) StorageKey(token string) string { return storageKey(m.prefix, token) }
+
+// NewSession returns a handle on a new session with a fresh token. Nothing
+// is stored until the first write (or Save).
+func (m *Manager) NewSession() *Session {
+	s := &Session{m: m, exp: m.expiry}
+	s.reset()
+	return s
+}
+
+// Load returns a handle on the session of token. It makes no store call:
+// the first operation finds out whether the session exists. An unknown or
+// expired session reads as empty, and the first write then creates a new
+// session under a fresh token (the client's token is never adopted).
+//
+// A token that does not have the exact shape of an issued one returns
+// ErrInvalidToken and no handle.
+func (m *Manager) Load(token string) (*Session, error) {
+	if !validToken(token) {
+		return nil, ErrInvalidToken
+	}
+	return &Session{m: m, token: token, key: m.StorageKey(token), stored: true, exp: m.expiry}, nil
+}
+
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	case len(key) > MaxKeyLength:
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalidKey, len(key), MaxKeyLength)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("%w: %q is not UTF-8", ErrInvalidKey, key)
+	case strings.HasPrefix(key, ReservedPrefix):
+		return fmt.Errorf("%w: %q starts with the reserved prefix %q", ErrInvalidKey, key, ReservedPrefix)
+	}
+	return nil
+}
+
+// encode validates and encodes the values of a write.
+func (m *Manager) encode(values map[string]any) (map[string][]byte, error) {
+	if m.maxFields > 0 && len(values) > m.maxFields {
+		return nil, fmt.Errorf("%w: %d keys in one write, the limit is %d", ErrTooManyFields, len(values), m.maxFields)
+	}
+	fields := make(map[string][]byte, len(values))
+	for k, v := range values {
+		if err := checkKey(k); err != nil {
+			return nil, err
+		}
+		b, err := m.codec.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: key %q: %w", ErrEncode, k, err)
+		}
+		if m.maxValueSize > 0 && len(b) > m.maxValueSize {
+			return nil, fmt.Errorf("%w: key %q encodes to %d bytes, the limit is %d", ErrTooLarge, k, len(b), m.maxValueSize)
+		}
+		fields[k] = b
+	}
+	return fields, nil
+}

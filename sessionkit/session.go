@@ -1,0 +1,435 @@
+package sessionkit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Session is a handle on one session. It holds no session data: every call
+// is one store operation on the fields it names, so concurrent requests on
+// one session never overwrite each other's keys.
+//
+// A handle starts from Manager.Load (the client's token) or
+// Manager.NewSession (a fresh token). When the store reports the session
+// gone (expired, destroyed elsewhere, never existed), the handle turns into a
+// fresh session with a new token: reads see it empty and the next write
+// creates it. A store failure is returned as an error, never read as empty.
+//
+// A Session is safe for concurrent use; its calls are serialised.
+type Session struct {
+	m  *Manager
+	mu sync.Mutex
+
+	token  string
+	key    string
+	stored bool   // a record is believed to exist under key
+	exp    Expiry // policy for the record when this handle creates it
+
+	// What happened through this handle, for the HTTP layer.
+	issued    bool // the current token was stored by this handle (created or renewed)
+	destroyed bool // a record was destroyed through this handle
+	touched   bool // a store operation refreshed the record's expiry
+}
+
+// reset turns the handle into a fresh, unstored session with a new token.
+func (s *Session) reset() {
+	s.token = newToken()
+	s.key = s.m.StorageKey(s.token)
+	s.stored = false
+	s.issued = false
+}
+
+// result interprets the outcome of an operation on the stored record.
+// ErrNotFound means the session is gone: the handle turns fresh and the
+// caller goes on as with an empty session (check s.stored).
+func (s *Session) result(err error) error {
+	switch {
+	case err == nil:
+		s.touched = true
+		return nil
+	case errors.Is(err, ErrNotFound):
+		s.reset()
+		return nil
+	default:
+		return err
+	}
+}
+
+// Token returns the session's current token. It changes when the session is
+// renewed, or replaced because the old one was gone.
+func (s *Session) Token() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.token
+}
+
+// LogID returns a short identifier of the current token that is safe to log.
+func (s *Session) LogID() string { return LogID(s.Token()) }
+
+// Get returns the value of key decoded into an any (JSON numbers come back as
+// json.Number with the default codec), or nil if the key is not set.
+func (s *Session) Get(ctx context.Context, key string) (any, error) {
+	var v any
+	if _, err := s.Decode(ctx, key, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Decode decodes the value of key into v and reports whether the key was
+// set. v is left alone when it was not.
+func (s *Session) Decode(ctx context.Context, key string, v any) (found bool, err error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
+	b, err := s.getRaw(ctx, key)
+	if err != nil || b == nil {
+		return false, err
+	}
+	if err := s.m.codec.Unmarshal(b, v); err != nil {
+		return true, fmt.Errorf("%w: key %q: %w", ErrDecode, key, err)
+	}
+	return true, nil
+}
+
+func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored {
+		return nil, nil
+	}
+	vals, err := s.m.store.Get(ctx, s.key, key)
+	if err := s.result(err); err != nil || !s.stored {
+		return nil, err
+	}
+	return vals[0], nil
+}
+
+// GetString returns the value of key as a string, or "" if it is not set.
+// A number or bool (as left by a hand edit) comes back as its text.
+func (s *Session) GetString(ctx context.Context, key string) (string, error) {
+	v, err := s.Get(ctx, key)
+	if v == nil || err != nil {
+		return "", err
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		return x.String(), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	}
+	return "", typeError(key, "a string", v)
+}
+
+// GetInt returns the value of key as an int, or 0 if it is not set. A string
+// holding an integer is accepted.
+func (s *Session) GetInt(ctx context.Context, key string) (int, error) {
+	v, err := s.Get(ctx, key)
+	if v == nil || err != nil {
+		return 0, err
+	}
+	var text string
+	switch x := v.(type) {
+	case json.Number:
+		text = x.String()
+	case string:
+		text = x
+	case float64:
+		if x == float64(int(x)) {
+			return int(x), nil
+		}
+		return 0, typeError(key, "an int", v)
+	default:
+		return 0, typeError(key, "an int", v)
+	}
+	n, err := strconv.Atoi(text)
+	if err != nil {
+		return 0, typeError(key, "an int", v)
+	}
+	return n, nil
+}
+
+// GetFloat returns the value of key as a float64, or 0 if it is not set. A
+// string holding a number is accepted.
+func (s *Session) GetFloat(ctx context.Context, key string) (float64, error) {
+	v, err := s.Get(ctx, key)
+	if v == nil || err != nil {
+		return 0, err
+	}
+	var text string
+	switch x := v.(type) {
+	case float64:
+		return x, nil
+	case json.Number:
+		text = x.String()
+	case string:
+		text = x
+	default:
+		return 0, typeError(key, "a float", v)
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return 0, typeError(key, "a float", v)
+	}
+	return f, nil
+}
+
+// GetBool returns the value of key as a bool, or false if it is not set. A
+// string that strconv.ParseBool accepts is accepted.
+func (s *Session) GetBool(ctx context.Context, key string) (bool, error) {
+	v, err := s.Get(ctx, key)
+	if v == nil || err != nil {
+		return false, err
+	}
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		if b, err := strconv.ParseBool(x); err == nil {
+			return b, nil
+		}
+	}
+	return false, typeError(key, "a bool", v)
+}
+
+// GetTime returns the value of key as a time, or the zero time if it is not
+// set. Times are stored as RFC 3339 strings with nanoseconds (the JSON form
+// of time.Time).
+func (s *Session) GetTime(ctx context.Context, key string) (time.Time, error) {
+	v, err := s.Get(ctx, key)
+	if v == nil || err != nil {
+		return time.Time{}, err
+	}
+	if x, ok := v.(string); ok {
+		if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, typeError(key, "a time", v)
+}
+
+func typeError(key, want string, got any) error {
+	return fmt.Errorf("%w: key %q holds %T %v, not %s", ErrDecode, key, got, got, want)
+}
+
+// Set stores value under key. See SetMany.
+func (s *Session) Set(ctx context.Context, key string, value any) error {
+	return s.SetMany(ctx, map[string]any{key: value})
+}
+
+// SetMany stores several values in one store operation, leaving other keys
+// alone. If the session does not exist yet (or is gone), it is created with
+// these values under a fresh token. On any error nothing is written: an
+// invalid key (ErrInvalidKey), a value the codec rejects (ErrEncode), a value
+// over MaxValueSize (ErrTooLarge) or a write that would leave more than
+// MaxFields keys (ErrTooManyFields).
+func (s *Session) SetMany(ctx context.Context, values map[string]any) error {
+	fields, err := s.m.encode(values)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stored {
+		err := s.m.store.Set(ctx, s.key, fields, s.m.maxFields)
+		if err := s.result(err); err != nil || s.stored {
+			return err
+		}
+	}
+	return s.create(ctx, fields)
+}
+
+func (s *Session) create(ctx context.Context, fields map[string][]byte) error {
+	if err := s.m.store.Create(ctx, s.key, fields, s.exp); err != nil {
+		return err
+	}
+	s.stored, s.issued, s.touched = true, true, true
+	return nil
+}
+
+// Delete removes keys; keys that are not set are ignored.
+func (s *Session) Delete(ctx context.Context, keys ...string) error {
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored || len(keys) == 0 {
+		return nil
+	}
+	return s.result(s.m.store.Delete(ctx, s.key, keys...))
+}
+
+// Has reports whether key is set.
+func (s *Session) Has(ctx context.Context, key string) (bool, error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored {
+		return false, nil
+	}
+	ok, err := s.m.store.Has(ctx, s.key, key)
+	if err := s.result(err); err != nil || !s.stored {
+		return false, err
+	}
+	return ok, nil
+}
+
+// Keys returns the session's keys, sorted.
+func (s *Session) Keys(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored {
+		return nil, nil
+	}
+	keys, err := s.m.store.Keys(ctx, s.key)
+	if err := s.result(err); err != nil || !s.stored {
+		return nil, err
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// All returns every key and value, decoded as by Get.
+func (s *Session) All(ctx context.Context) (map[string]any, error) {
+	s.mu.Lock()
+	raw, err := s.allRaw(ctx)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]any, len(raw))
+	for k, b := range raw {
+		var v any
+		if err := s.m.codec.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Errorf("%w: key %q: %w", ErrDecode, k, err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *Session) allRaw(ctx context.Context) (map[string][]byte, error) {
+	if !s.stored {
+		return nil, nil
+	}
+	raw, err := s.m.store.GetAll(ctx, s.key)
+	if err := s.result(err); err != nil || !s.stored {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// Len returns the number of keys.
+func (s *Session) Len(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored {
+		return 0, nil
+	}
+	n, err := s.m.store.Len(ctx, s.key)
+	if err := s.result(err); err != nil || !s.stored {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Clear removes every key. The session itself, its token and its expiry stay.
+func (s *Session) Clear(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored {
+		return nil
+	}
+	return s.result(s.m.store.Clear(ctx, s.key))
+}
+
+// Destroy removes the session from the store. The handle turns into a fresh
+// session: a later write creates a new one under a new token.
+func (s *Session) Destroy(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stored {
+		if err := s.m.store.Destroy(ctx, s.key); err != nil {
+			return err
+		}
+		s.destroyed = true
+	}
+	s.reset()
+	return nil
+}
+
+// Renew gives the session a new token and keeps its data, expiry policy and
+// creation time (so its lifetime is not extended). The old token stops
+// working when Renew returns. Call it on login and on every privilege change,
+// against session fixation.
+func (s *Session) Renew(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored {
+		s.reset()
+		return nil
+	}
+	token := newToken()
+	key := s.m.StorageKey(token)
+	err := s.m.store.Rename(ctx, s.key, key)
+	if err := s.result(err); err != nil || !s.stored {
+		return err
+	}
+	s.token, s.key, s.issued = token, key, true
+	return nil
+}
+
+// SetExpiry overrides the expiry policy of this session, as for "remember
+// me". The lifetime still counts from the session's creation.
+func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
+	if err := checkExpiry(exp); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exp = exp
+	if !s.stored {
+		return nil
+	}
+	return s.result(s.m.store.SetExpiry(ctx, s.key, exp))
+}
+
+// ExpiresAt refreshes the session's idle timeout and returns when the
+// session will expire if it is not used again. It returns the zero time for
+// a session that is not stored.
+func (s *Session) ExpiresAt(ctx context.Context) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored {
+		return time.Time{}, nil
+	}
+	ttl, err := s.m.store.Touch(ctx, s.key)
+	if err := s.result(err); err != nil || !s.stored {
+		return time.Time{}, err
+	}
+	return s.m.now().Add(ttl), nil
+}
+
+// Create stores a new, empty session now and returns its handle.
+func (m *Manager) Create(ctx context.Context) (*Session, error) {
+	s := m.NewSession()
+	if err := s.create(ctx, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,107 @@
+package sessionkit
+
+import (
+	"context"
+	"time"
+)
+
+// Expiry is a session's expiry policy, kept by the store with the record.
+//
+// A record lives at most Idle after its last use and never past
+// Absolute after its creation. Both are positive: the Manager checks.
+type Expiry struct {
+	Idle     time.Duration // sliding: every operation on the record restarts it
+	Absolute time.Duration // from creation; no operation extends it
+}
+
+// TTL returns how long a record created at created may live from now on:
+// the smaller of Idle and what is left of Absolute. A result <= 0 means the
+// record has expired.
+func (e Expiry) TTL(created, now time.Time) time.Duration {
+	return min(e.Idle, created.Add(e.Absolute).Sub(now))
+}
+
+// Store keeps sessions as records of named fields. It is the contract every
+// adapter implements; the adaptertest package checks it.
+//
+// Keys are storage keys chosen by the Manager (a hash of the token, never the
+// token). Field names are opaque non-empty strings; values are opaque bytes.
+//
+// The promises, for every method:
+//
+//   - One round trip on network backends, with the expiry refresh inside it.
+//   - Every operation except Create and Destroy acts on an existing, live
+//     record only. On a missing or expired one it returns an error matching
+//     ErrNotFound and creates nothing. Expired records are invisible at once,
+//     whether or not the backend has removed them yet.
+//   - Every operation except Destroy refreshes the record's expiry to
+//     Expiry.TTL(created, now), in the same atomic step.
+//   - Every record written carries an expiry, set in the same atomic step.
+//   - Writes to different fields of one record never overwrite each other,
+//     however they interleave.
+//   - Byte slices passed in may be reused by the caller once the call
+//     returns; byte slices returned belong to the caller.
+//   - Backend failures return an error matching ErrUnavailable that also
+//     wraps the backend's error; a done context returns the context's error.
+type Store interface {
+	// Create stores a new record with the given fields (possibly none) and
+	// expiry policy. It returns ErrExists if a live record has the key.
+	Create(ctx context.Context, key string, fields map[string][]byte, exp Expiry) error
+
+	// Get returns the values of the named fields, in order; a field that
+	// does not exist has a nil value.
+	Get(ctx context.Context, key string, names ...string) ([][]byte, error)
+
+	// GetAll returns every field of the record.
+	GetAll(ctx context.Context, key string) (map[string][]byte, error)
+
+	// Keys returns the names of every field of the record, in no set order.
+	Keys(ctx context.Context, key string) ([]string, error)
+
+	// Has reports whether the record has the named field.
+	Has(ctx context.Context, key, name string) (bool, error)
+
+	// Len returns the number of fields of the record.
+	Len(ctx context.Context, key string) (int, error)
+
+	// Set writes the given fields, leaving the others as they are. If
+	// maxFields > 0 and the record would then hold more than maxFields
+	// fields, it returns ErrTooManyFields and writes nothing.
+	Set(ctx context.Context, key string, fields map[string][]byte, maxFields int) error
+
+	// Delete removes the named fields; names that do not exist are ignored.
+	Delete(ctx context.Context, key string, names ...string) error
+
+	// Clear removes every field; the record itself stays.
+	Clear(ctx context.Context, key string) error
+
+	// Touch refreshes the expiry and returns the time left to live.
+	Touch(ctx context.Context, key string) (time.Duration, error)
+
+	// SetExpiry replaces the record's expiry policy (Absolute still counts
+	// from creation) and refreshes the expiry under it. If the new policy
+	// has already run out, the record is removed and ErrNotFound returned.
+	SetExpiry(ctx context.Context, key string, exp Expiry) error
+
+	// Rename moves the record, with its fields, creation time and policy,
+	// from oldKey to newKey. Once it returns nil, oldKey is gone. It returns
+	// ErrNotFound if oldKey has no live record and ErrExists if newKey has
+	// one; in both cases nothing changes.
+	Rename(ctx context.Context, oldKey, newKey string) error
+
+	// Destroy removes the record. A missing record is not an error.
+	Destroy(ctx context.Context, key string) error
+}
+
+// Counter is an optional interface that may be implemented by a Store. It
+// counts the live sessions. A Store that does not implement Counter cannot
+// count its sessions.
+type Counter interface {
+	Count(ctx context.Context) (int, error)
+}
+
+// Closer is implemented by stores that hold resources (connections, files,
+// goroutines) released by Close. Operations after Close return ErrClosed.
+type Closer interface {
+	Close() error
+}
