@@ -1,0 +1,88 @@
+package redishash_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/redishash"
+	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/internal/testserver"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// ttlOf reads a key's TTL with PTTL, which does not refresh it.
+func ttlOf(client redis.UniversalClient) func(context.Context, string) (time.Duration, bool, error) {
+	return func(ctx context.Context, key string) (time.Duration, bool, error) {
+		ms, err := client.Do(ctx, "PTTL", key).Int64()
+		switch {
+		case err != nil:
+			return 0, false, err
+		case ms == -2:
+			return 0, false, nil
+		case ms == -1:
+			return 0, true, nil // a key without expiry
+		}
+		return time.Duration(ms) * time.Millisecond, true, nil
+	}
+}
+
+func hset(client redis.UniversalClient) func(context.Context, string, string, []byte) error {
+	return func(ctx context.Context, key, field string, value []byte) error {
+		return client.HSet(ctx, key, field, value).Err()
+	}
+}
+
+// miniredisHarness runs the suite on miniredis, with its clock (TIME) and
+// its TTLs driven by the suite.
+func miniredisHarness(t *testing.T) *adaptertest.Harness {
+	m := miniredis.RunT(t)
+	clock := adaptertest.NewClock()
+	m.SetTime(clock.Now())
+	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	return &adaptertest.Harness{
+		Store: redishash.New(client),
+		Now:   clock.Now,
+		Advance: func(d time.Duration) {
+			clock.Advance(d)
+			m.SetTime(clock.Now())
+			m.FastForward(d)
+		},
+		TTL:    ttlOf(client),
+		SetRaw: hset(client),
+		Close:  func() { client.Close() },
+	}
+}
+
+func TestConformanceMiniredis(t *testing.T) { adaptertest.Run(t, miniredisHarness) }
+
+// TestConformanceRedisServer runs the suite on a real redis-server, on the
+// wall clock.
+func TestConformanceRedisServer(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
+		require.NoError(t, client.FlushAll(t.Context()).Err())
+		return &adaptertest.Harness{
+			Store:  redishash.New(client),
+			TTL:    ttlOf(client),
+			SetRaw: hset(client),
+		}
+	})
+}
+
+func TestUnreachableRedisIsUnavailableNotEmpty(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer client.Close()
+	s := redishash.New(client)
+	_, err := s.Get(t.Context(), "k", "a")
+	require.ErrorIs(t, err, sessionkit.ErrUnavailable)
+	var netErr interface{ Timeout() bool }
+	require.True(t, errors.As(err, &netErr), "the client's own error stays reachable: %v", err)
+}
