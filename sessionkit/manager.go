@@ -3,6 +3,7 @@ package sessionkit
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -48,6 +49,17 @@ type Options struct {
 	// Clock returns the current time. Default time.Now. The stores keep
 	// their own clock for expiry; this one dates what the Manager reports.
 	Clock func() time.Time
+
+	// Cookie configures the cookie that carries the token (the default
+	// transport of Middleware).
+	Cookie CookieOptions
+	// Header, if set, carries the token in this request header instead of
+	// a cookie, for APIs: a new token goes back in the same response header
+	// (empty when the session ends).
+	Header string
+	// ErrorHandler answers a request whose session operation failed, when
+	// the handler calls Manager.HTTPError. Default: 503 with a plain body.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // Manager owns session policy: tokens, storage keys, expiry, codec and
@@ -60,6 +72,9 @@ type Manager struct {
 	maxFields    int
 	maxValueSize int
 	now          func() time.Time
+	cookie       CookieOptions
+	header       string
+	errorHandler func(http.ResponseWriter, *http.Request, error)
 }
 
 // New returns a Manager for opts.
@@ -75,6 +90,9 @@ func New(opts Options) (*Manager, error) {
 		maxFields:    opts.MaxFields,
 		maxValueSize: opts.MaxValueSize,
 		now:          opts.Clock,
+		cookie:       opts.Cookie,
+		header:       http.CanonicalHeaderKey(opts.Header),
+		errorHandler: opts.ErrorHandler,
 	}
 	if m.expiry.Idle == 0 {
 		m.expiry.Idle = DefaultIdleTimeout
@@ -99,6 +117,21 @@ func New(opts Options) (*Manager, error) {
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if m.cookie.Name == "" {
+		m.cookie.Name = DefaultCookieName
+	}
+	if err := (&http.Cookie{Name: m.cookie.Name, Value: "x"}).Valid(); err != nil {
+		return nil, fmt.Errorf("sessionkit: Options.Cookie.Name: %w", err)
+	}
+	if m.cookie.Path == "" {
+		m.cookie.Path = "/"
+	}
+	if m.cookie.SameSite == 0 {
+		m.cookie.SameSite = http.SameSiteLaxMode
+	}
+	if m.errorHandler == nil {
+		m.errorHandler = defaultErrorHandler
 	}
 	return m, nil
 }

@@ -26,15 +26,15 @@ type Session struct {
 	m  *Manager
 	mu sync.Mutex
 
-	token  string
-	key    string
-	stored bool   // a record is believed to exist under key
-	exp    Expiry // policy for the record when this handle creates it
+	token     string
+	key       string
+	stored    bool   // a record is believed to exist under key
+	exp       Expiry // policy for the record when this handle creates it
+	ownExpiry bool   // exp was set by SetExpiry, not the Manager's default
 
 	// What happened through this handle, for the HTTP layer.
-	issued    bool // the current token was stored by this handle (created or renewed)
-	destroyed bool // a record was destroyed through this handle
-	touched   bool // a store operation refreshed the record's expiry
+	issued  bool // the current token was stored by this handle (created or renewed)
+	touched bool // a store operation refreshed the record's expiry
 }
 
 // reset turns the handle into a fresh, unstored session with a new token.
@@ -367,7 +367,6 @@ func (s *Session) Destroy(ctx context.Context) error {
 		if err := s.m.store.Destroy(ctx, s.key); err != nil {
 			return err
 		}
-		s.destroyed = true
 	}
 	s.reset()
 	return nil
@@ -402,7 +401,7 @@ func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.exp = exp
+	s.exp, s.ownExpiry = exp, true
 	if !s.stored {
 		return nil
 	}

@@ -1,0 +1,346 @@
+package sessionkit_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/memory"
+	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// countingStore counts the calls that reach the store, and can be told to fail.
+type countingStore struct {
+	sessionkit.Store
+	calls atomic.Int64
+	fail  error
+}
+
+func (c *countingStore) count() error {
+	c.calls.Add(1)
+	return c.fail
+}
+
+func (c *countingStore) Create(ctx context.Context, k string, f map[string][]byte, e sessionkit.Expiry) error {
+	if err := c.count(); err != nil {
+		return err
+	}
+	return c.Store.Create(ctx, k, f, e)
+}
+
+func (c *countingStore) Get(ctx context.Context, k string, n ...string) ([][]byte, error) {
+	if err := c.count(); err != nil {
+		return nil, err
+	}
+	return c.Store.Get(ctx, k, n...)
+}
+
+func (c *countingStore) GetAll(ctx context.Context, k string) (map[string][]byte, error) {
+	if err := c.count(); err != nil {
+		return nil, err
+	}
+	return c.Store.GetAll(ctx, k)
+}
+
+func (c *countingStore) Set(ctx context.Context, k string, f map[string][]byte, max int) error {
+	if err := c.count(); err != nil {
+		return err
+	}
+	return c.Store.Set(ctx, k, f, max)
+}
+
+func (c *countingStore) Rename(ctx context.Context, o, n string) error {
+	if err := c.count(); err != nil {
+		return err
+	}
+	return c.Store.Rename(ctx, o, n)
+}
+
+func (c *countingStore) Destroy(ctx context.Context, k string) error {
+	if err := c.count(); err != nil {
+		return err
+	}
+	return c.Store.Destroy(ctx, k)
+}
+
+type fixture struct {
+	t     *testing.T
+	clock *adaptertest.Clock
+	mem   *memory.Store
+	store *countingStore
+	m     *sessionkit.Manager
+}
+
+func newFixture(t *testing.T, opts sessionkit.Options) *fixture {
+	clock := adaptertest.NewClock()
+	mem := memory.New(&memory.Options{Clock: clock.Now})
+	f := &fixture{t: t, clock: clock, mem: mem, store: &countingStore{Store: mem}}
+	opts.Store, opts.Clock = f.store, clock.Now
+	m, err := sessionkit.New(opts)
+	require.NoError(t, err)
+	f.m = m
+	return f
+}
+
+// app is a small application: /none ignores its session, /get reads "n",
+// /set writes it, /renew logs in, /del logs out.
+func (f *fixture) app() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/none", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })
+	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+		v, err := sessionkit.FromContext(r.Context()).GetString(r.Context(), "n")
+		if err != nil {
+			f.m.HTTPError(w, r, err)
+			return
+		}
+		io.WriteString(w, v)
+	})
+	mux.HandleFunc("/set", func(w http.ResponseWriter, r *http.Request) {
+		if err := sessionkit.FromContext(r.Context()).Set(r.Context(), "n", r.URL.Query().Get("v")); err != nil {
+			f.m.HTTPError(w, r, err)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		s := sessionkit.FromContext(r.Context())
+		if err := s.Renew(r.Context()); err != nil {
+			f.m.HTTPError(w, r, err)
+			return
+		}
+		if err := s.Set(r.Context(), "user", "ana"); err != nil {
+			f.m.HTTPError(w, r, err)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/remember", func(w http.ResponseWriter, r *http.Request) {
+		s := sessionkit.FromContext(r.Context())
+		err := s.SetExpiry(r.Context(), sessionkit.Expiry{Idle: 7 * 24 * time.Hour, Absolute: 30 * 24 * time.Hour})
+		if err == nil {
+			err = s.Set(r.Context(), "remember", true)
+		}
+		if err != nil {
+			f.m.HTTPError(w, r, err)
+		}
+	})
+	mux.HandleFunc("/del", func(w http.ResponseWriter, r *http.Request) {
+		if err := sessionkit.FromContext(r.Context()).Destroy(r.Context()); err != nil {
+			f.m.HTTPError(w, r, err)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	return f.m.Middleware(mux)
+}
+
+// do serves one request carrying cookie (if not empty) and returns the response.
+func (f *fixture) do(path, cookie string) *http.Response {
+	r := httptest.NewRequest("GET", path, nil)
+	if cookie != "" {
+		r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: cookie})
+	}
+	w := httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	return w.Result()
+}
+
+func sessionCookie(t *testing.T, res *http.Response) *http.Cookie {
+	t.Helper()
+	for _, c := range res.Cookies() {
+		if c.Name == sessionkit.DefaultCookieName {
+			return c
+		}
+	}
+	return nil
+}
+
+func body(t *testing.T, res *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestRequestThatIgnoresItsSessionMakesNoStoreCall(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	token := sessionCookie(t, f.do("/set?v=1", "")).Value
+	f.store.calls.Store(0)
+	for _, cookie := range []string{"", token, "malformed"} {
+		res := f.do("/none", cookie)
+		require.Equal(t, "hi", body(t, res))
+		require.Nil(t, sessionCookie(t, res), "no cookie on a response that did not use the session")
+	}
+	require.Zero(t, f.store.calls.Load(), "store calls for requests that never touched their session")
+}
+
+func TestAnonymousReadCreatesNothing(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	unknown := f.m.NewSession().Token()
+	expired := sessionCookie(t, f.do("/set?v=1", "")).Value
+	f.clock.Advance(sessionkit.DefaultIdleTimeout)
+	f.store.calls.Store(0)
+
+	for name, cookie := range map[string]string{"none": "", "malformed": "not-a-token", "unknown": unknown, "expired": expired} {
+		res := f.do("/get", cookie)
+		require.Equal(t, http.StatusOK, res.StatusCode, name)
+		require.Empty(t, body(t, res), name)
+		if c := sessionCookie(t, res); c != nil {
+			require.Equal(t, -1, c.MaxAge, "%s: the only cookie sent is a deletion of the stale one", name)
+			require.Contains(t, []string{"unknown", "expired"}, name)
+		}
+	}
+	n, err := f.mem.Count(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, n, "sessions created by anonymous reads")
+	require.Equal(t, int64(2), f.store.calls.Load(), "only the unknown and expired tokens reach the store (one Get each)")
+}
+
+func TestWriteCreatesTheSessionAndSetsASecureByDefaultCookie(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	res := f.do("/set?v=hello", "")
+	c := sessionCookie(t, res)
+	require.NotNil(t, c)
+	require.Regexp(t, `^[A-Za-z0-9_-]{43}$`, c.Value)
+	require.True(t, c.HttpOnly)
+	require.Equal(t, http.SameSiteLaxMode, c.SameSite)
+	require.Equal(t, "/", c.Path)
+	require.False(t, c.Secure, "plain HTTP, Secure not forced")
+	require.Zero(t, c.MaxAge, "a browser-session cookie by default")
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+	require.Contains(t, res.Header.Values("Vary"), "Cookie")
+
+	res = f.do("/get", c.Value)
+	require.Equal(t, "hello", body(t, res))
+	require.Nil(t, sessionCookie(t, res), "a read does not resend a browser-session cookie")
+	require.Contains(t, res.Header.Values("Vary"), "Cookie")
+	require.Empty(t, res.Header.Get("Cache-Control"))
+}
+
+func TestCookieIsSecureUnderTLSAndConfigurable(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{Cookie: sessionkit.CookieOptions{
+		Name: "sid", Domain: "example.com", Path: "/app", SameSite: http.SameSiteStrictMode, Partitioned: true,
+	}})
+	r := httptest.NewRequest("GET", "/set?v=1", nil)
+	r.TLS = &tls.ConnectionState{}
+	w := httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	raw := w.Result().Header.Get("Set-Cookie")
+	for _, attr := range []string{"sid=", "Path=/app", "Domain=example.com", "HttpOnly", "Secure", "SameSite=Strict", "Partitioned"} {
+		require.Contains(t, raw, attr)
+	}
+
+	_, err := sessionkit.New(sessionkit.Options{Store: f.mem, Cookie: sessionkit.CookieOptions{Name: "bad name;"}})
+	require.Error(t, err, "an invalid cookie name is refused at start-up, not dropped silently")
+}
+
+func TestPersistentCookieSlidesOnlyWhenTheSessionIsUsed(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{IdleTimeout: time.Hour, Cookie: sessionkit.CookieOptions{Persist: true}})
+	c := sessionCookie(t, f.do("/set?v=1", ""))
+	require.Equal(t, 3600, c.MaxAge)
+	refreshed := sessionCookie(t, f.do("/get", c.Value))
+	require.NotNil(t, refreshed, "a request that used the session slid its idle timeout: the cookie follows")
+	require.Equal(t, c.Value, refreshed.Value)
+	require.Equal(t, 3600, refreshed.MaxAge)
+	require.Nil(t, sessionCookie(t, f.do("/none", c.Value)), "nothing changed, nothing sent")
+}
+
+func TestRememberMeGivesThatSessionAPersistentCookie(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	c := sessionCookie(t, f.do("/remember", ""))
+	require.Equal(t, 30*24*3600, c.MaxAge)
+	key := f.m.StorageKey(c.Value)
+	ttl, ok := f.mem.TTL(key)
+	require.True(t, ok)
+	require.Equal(t, 7*24*time.Hour, ttl, "the store holds the session's own idle timeout")
+}
+
+func TestDestroyExpiresTheCookie(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	token := sessionCookie(t, f.do("/set?v=1", "")).Value
+	res := f.do("/del", token)
+	c := sessionCookie(t, res)
+	require.NotNil(t, c)
+	require.Empty(t, c.Value)
+	require.Equal(t, -1, c.MaxAge)
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+	_, ok := f.mem.TTL(f.m.StorageKey(token))
+	require.False(t, ok)
+}
+
+func TestLoginRenewKillsTheOldToken(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	old := sessionCookie(t, f.do("/set?v=cart", "")).Value
+	c := sessionCookie(t, f.do("/login", old))
+	require.NotNil(t, c)
+	require.NotEqual(t, old, c.Value)
+	require.Equal(t, "cart", body(t, f.do("/get", c.Value)), "the data moved to the new token")
+
+	res := f.do("/get", old)
+	require.Empty(t, body(t, res), "the old token reads nothing")
+	_, ok := f.mem.TTL(f.m.StorageKey(old))
+	require.False(t, ok, "nothing is stored under the old token")
+}
+
+func TestHeaderTransport(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{Header: "X-Session-Token"})
+	r := httptest.NewRequest("GET", "/set?v=api", nil)
+	w := httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	res := w.Result()
+	token := res.Header.Get("X-Session-Token")
+	require.Regexp(t, `^[A-Za-z0-9_-]{43}$`, token)
+	require.Empty(t, res.Cookies(), "no cookie with the header transport")
+	require.Contains(t, res.Header.Values("Vary"), "X-Session-Token")
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+
+	r = httptest.NewRequest("GET", "/get", nil)
+	r.Header.Set("X-Session-Token", token)
+	r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: f.m.NewSession().Token()})
+	w = httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	require.Equal(t, "api", w.Body.String())
+	require.Empty(t, w.Result().Header.Get("X-Session-Token"), "an unchanged token is not sent back")
+}
+
+func TestStoreErrorReachesTheHandlerAndTheDefaultAnswerIs503WithoutToken(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	token := sessionCookie(t, f.do("/set?v=1", "")).Value
+	f.store.fail = sessionkit.BackendError("test", errors.New("connection refused"))
+	for _, path := range []string{"/get", "/set?v=2", "/del", "/login"} {
+		res := f.do(path, token)
+		require.Equal(t, http.StatusServiceUnavailable, res.StatusCode, path)
+		b := body(t, res)
+		require.NotContains(t, b, token, path)
+		require.NotContains(t, b, "connection refused", path)
+		require.Nil(t, sessionCookie(t, res), "%s: an outage neither replaces nor deletes the client's token", path)
+	}
+	f.store.fail = nil
+	require.Equal(t, "1", body(t, f.do("/get", token)), "the session is intact after the outage")
+}
+
+func TestCookieIsWrittenBeforeTheFirstByteOfTheBody(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, sessionkit.FromContext(r.Context()).Set(r.Context(), "a", 1))
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, strings.Repeat("x", 10))
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	res, err := srv.Client().Get(srv.URL)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusCreated, res.StatusCode)
+	require.NotNil(t, sessionCookie(t, res))
+}
