@@ -1,0 +1,128 @@
+// Command server is the seed example: a tiny web service whose sessions live
+// in the store named by -store.
+//
+//	go run ./examples/server                                   # embedded store
+//	go run ./examples/server -store redis://127.0.0.1:6379/0   # Redis hashes
+//
+// Routes: /set sets key "time" to the Unix time (or ?key=K&value=V sets K),
+// /get writes the session as a JSON object, /del destroys the session.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/storeurl"
+)
+
+// defaultStore is an embedded store that survives restarts.
+const defaultStore = "memory://"
+
+func main() {
+	addr := flag.String("addr", ":8199", "listen address")
+	storeURL := flag.String("store", defaultStore, "session store URL: "+fmt.Sprint(storeurl.Schemes))
+	maxAge := flag.Duration("max-age", time.Minute, "idle timeout of a session")
+	flag.Parse()
+	if err := run(*addr, *storeURL, *maxAge); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(addr, storeURL string, maxAge time.Duration) error {
+	m, closer, err := newManager(storeURL, maxAge)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	srv := &http.Server{Addr: addr, Handler: newHandler(m), ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	log.Printf("listening on %s, sessions in %s, idle timeout %v", addr, storeurl.Redact(storeURL), maxAge)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// newManager opens the store and returns a Manager on it, with the Closer
+// that releases the store.
+func newManager(storeURL string, maxAge time.Duration) (*sessionkit.Manager, io.Closer, error) {
+	store, closer, err := storeurl.Open(storeURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := sessionkit.New(sessionkit.Options{Store: store, IdleTimeout: maxAge})
+	if err != nil {
+		closer.Close()
+		return nil, nil, err
+	}
+	return m, closer, nil
+}
+
+// newHandler serves the example's routes behind the session middleware.
+func newHandler(m *sessionkit.Manager) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/set", func(w http.ResponseWriter, r *http.Request) {
+		key, value := r.URL.Query().Get("key"), r.URL.Query().Get("value")
+		if key == "" {
+			key, value = "time", strconv.FormatInt(time.Now().Unix(), 10)
+		}
+		err := sessionkit.FromContext(r.Context()).Set(r.Context(), key, value)
+		if reply(m, w, r, err) {
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+		all, err := sessionkit.FromContext(r.Context()).All(r.Context())
+		if reply(m, w, r, err) {
+			if all == nil {
+				all = map[string]any{}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(all)
+		}
+	})
+	mux.HandleFunc("/del", func(w http.ResponseWriter, r *http.Request) {
+		err := sessionkit.FromContext(r.Context()).Destroy(r.Context())
+		if reply(m, w, r, err) {
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	return m.Middleware(mux)
+}
+
+// reply answers a failed session operation and reports whether the handler
+// should go on. Bad input (a key or value the Manager refuses) is the
+// client's fault: 400 with the reason. Anything else is the store's: the
+// Manager's error handler (503 by default).
+func reply(m *sessionkit.Manager, w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, sessionkit.ErrInvalidKey), errors.Is(err, sessionkit.ErrTooLarge),
+		errors.Is(err, sessionkit.ErrTooManyFields), errors.Is(err, sessionkit.ErrEncode):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	default:
+		log.Printf("session %s: %v", sessionkit.FromContext(r.Context()).LogID(), err)
+		m.HTTPError(w, r, err)
+	}
+	return false
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/internal/testserver"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// app is the example server on a real listener, as a process would run it.
+type app struct {
+	t    *testing.T
+	addr string
+	m    *sessionkit.Manager
+	stop func()
+}
+
+// startApp serves the example on addr ("127.0.0.1:0" for any port).
+func startApp(t *testing.T, addr, storeURL string, maxAge time.Duration) *app {
+	t.Helper()
+	m, closer, err := newManager(storeURL, maxAge)
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	srv := &http.Server{Handler: newHandler(m)}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	a := &app{t: t, addr: l.Addr().String(), m: m}
+	var once sync.Once
+	a.stop = func() {
+		once.Do(func() {
+			require.NoError(t, srv.Close())
+			require.ErrorIs(t, <-done, http.ErrServerClosed)
+			require.NoError(t, closer.Close())
+		})
+	}
+	t.Cleanup(a.stop)
+	return a
+}
+
+// restart stops the server and starts a new one, with a new store client,
+// on the same address.
+func (a *app) restart(storeURL string, maxAge time.Duration) *app {
+	a.stop()
+	return startApp(a.t, a.addr, storeURL, maxAge)
+}
+
+type client struct {
+	t    *testing.T
+	http *http.Client
+	jar  *cookiejar.Jar
+}
+
+func newClient(t *testing.T) *client {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return &client{t: t, http: &http.Client{Jar: jar, Timeout: 10 * time.Second}, jar: jar}
+}
+
+func (c *client) get(a *app, path string) (int, string) {
+	c.t.Helper()
+	res, err := c.http.Get("http://" + a.addr + path)
+	require.NoError(c.t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(c.t, err)
+	return res.StatusCode, string(b)
+}
+
+func (c *client) session(a *app) map[string]any {
+	c.t.Helper()
+	code, body := c.get(a, "/get")
+	require.Equal(c.t, http.StatusOK, code, body)
+	var m map[string]any
+	require.NoError(c.t, json.Unmarshal([]byte(body), &m), body)
+	return m
+}
+
+func (c *client) token(a *app) string {
+	c.t.Helper()
+	res, err := http.NewRequest("GET", "http://"+a.addr+"/", nil)
+	require.NoError(c.t, err)
+	for _, ck := range c.jar.Cookies(res.URL) {
+		if ck.Name == sessionkit.DefaultCookieName {
+			return ck.Value
+		}
+	}
+	c.t.Fatal("the client holds no session cookie")
+	return ""
+}
+
+// TestSeedWalkOnRealRedis walks the seed's five steps against a real
+// redis-server with a real HTTP client and cookie jar.
+func TestSeedWalkOnRealRedis(t *testing.T) {
+	srv := testserver.Redis(t)
+	storeURL := "redis://" + srv.Addr + "/0"
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	ctx := t.Context()
+	const maxAge = 2 * time.Second
+
+	a := startApp(t, "127.0.0.1:0", storeURL, maxAge)
+	c := newClient(t)
+
+	// 1. /set
+	code, body := c.get(a, "/set")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+	key := a.m.StorageKey(c.token(a))
+
+	// 2. /get shows the value.
+	got := c.session(a)
+	require.Contains(t, got, "time")
+	stamp := got["time"].(string)
+	require.Regexp(t, `^\d{10}$`, stamp)
+
+	// 3. After a restart the session comes back from Redis.
+	a = a.restart(storeURL, maxAge)
+	require.Equal(t, map[string]any{"time": stamp}, c.session(a))
+
+	// 4. A direct HSET shows on /get.
+	require.NoError(t, rdb.HSet(ctx, key, "time", "12345").Err())
+	require.Equal(t, map[string]any{"time": float64(12345)}, c.session(a))
+
+	// 5. Idle past max-age: the session is gone and nothing is left in Redis.
+	deadline := time.Now().Add(maxAge + 3*time.Second)
+	for rdb.Exists(ctx, key).Val() == 1 {
+		require.True(t, time.Now().Before(deadline), "the session outlived its idle timeout")
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, map[string]any{}, c.session(a))
+	require.Zero(t, rdb.DBSize(ctx).Val(), "keys left in Redis")
+}
+
+func TestFiftyConcurrentSetsOnOneSessionAllSurvive(t *testing.T) {
+	srv := testserver.Redis(t)
+	a := startApp(t, "127.0.0.1:0", "redis://"+srv.Addr+"/0", time.Minute)
+	c := newClient(t)
+	code, _ := c.get(a, "/set")
+	require.Equal(t, http.StatusOK, code)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := range 50 {
+		wg.Go(func() {
+			res, err := c.http.Get(fmt.Sprintf("http://%s/set?key=k%d&value=%d", a.addr, i, i))
+			if err == nil {
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					err = errors.New(res.Status)
+				}
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	got := c.session(a)
+	for i := range 50 {
+		require.Equal(t, fmt.Sprint(i), got[fmt.Sprintf("k%d", i)], "k%d", i)
+	}
+	require.Len(t, got, 51)
+}
+
+func TestBadInputGetsAClearErrorAndTheSessionIsUnchanged(t *testing.T) {
+	a := startApp(t, "127.0.0.1:0", "memory://", time.Minute)
+	c := newClient(t)
+	c.get(a, "/set?key=a&value=1")
+	code, body := c.get(a, "/set?key=__sk_x&value=1")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, "reserved")
+	require.Equal(t, map[string]any{"a": "1"}, c.session(a))
+}
