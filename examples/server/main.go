@@ -28,7 +28,7 @@ import (
 )
 
 // defaultStore is an embedded store that survives restarts.
-const defaultStore = "memory://"
+const defaultStore = "bbolt://./sessions.db"
 
 func main() {
 	addr := flag.String("addr", ":8199", "listen address")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -121,10 +122,7 @@ func TestSeedWalkOnRealRedis(t *testing.T) {
 	key := a.m.StorageKey(c.token(a))
 
 	// 2. /get shows the value.
-	got := c.session(a)
-	require.Contains(t, got, "time")
-	stamp := got["time"].(string)
-	require.Regexp(t, `^\d{10}$`, stamp)
+	stamp := c.timeStamp(a)
 
 	// 3. After a restart the session comes back from Redis.
 	a = a.restart(storeURL, maxAge)
@@ -142,6 +140,49 @@ func TestSeedWalkOnRealRedis(t *testing.T) {
 	}
 	require.Equal(t, map[string]any{}, c.session(a))
 	require.Zero(t, rdb.DBSize(ctx).Val(), "keys left in Redis")
+}
+
+// TestSeedWalkOnEveryScheme walks set, get, restart and idle expiry with
+// each store URL the example accepts.
+func TestSeedWalkOnEveryScheme(t *testing.T) {
+	const maxAge = time.Second
+	schemes := map[string]func(t *testing.T) string{
+		"redis":     func(t *testing.T) string { return "redis://" + testserver.Redis(t).Addr + "/0" },
+		"memcached": func(t *testing.T) string { return "memcached://" + testserver.Memcached(t).Addr },
+		"bbolt":     func(t *testing.T) string { return "bbolt://" + filepath.Join(t.TempDir(), "sessions.db") },
+		"memory":    func(t *testing.T) string { return "memory://" },
+	}
+	for scheme, storeURL := range schemes {
+		t.Run(scheme, func(t *testing.T) {
+			url := storeURL(t)
+			a := startApp(t, "127.0.0.1:0", url, maxAge)
+			c := newClient(t)
+			code, _ := c.get(a, "/set")
+			require.Equal(t, http.StatusOK, code)
+			stamp := c.timeStamp(a)
+
+			a = a.restart(url, maxAge)
+			if scheme == "memory" {
+				require.Equal(t, map[string]any{}, c.session(a), "memory:// does not survive a restart")
+				return
+			}
+			require.Equal(t, map[string]any{"time": stamp}, c.session(a), "the session survives a restart")
+
+			lastUse := time.Now()
+			for time.Since(lastUse) <= maxAge {
+				time.Sleep(10 * time.Millisecond) // idle: nothing touches the session
+			}
+			require.Equal(t, map[string]any{}, c.session(a), "gone after the idle timeout")
+		})
+	}
+}
+
+func (c *client) timeStamp(a *app) string {
+	c.t.Helper()
+	got := c.session(a)
+	stamp, _ := got["time"].(string)
+	require.Regexp(c.t, `^\d{10}$`, stamp, "%v", got)
+	return stamp
 }
 
 func TestFiftyConcurrentSetsOnOneSessionAllSurvive(t *testing.T) {

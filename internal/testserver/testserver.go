@@ -166,3 +166,41 @@ func Redis(t testing.TB, extraArgs ...string) *Server {
 		return err
 	})
 }
+
+// Memcached starts a memcached on a free loopback port.
+func Memcached(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	return start(t, "memcached", "memcached", func(port int, _ string) []string {
+		args := []string{"-p", strconv.Itoa(port), "-l", "127.0.0.1", "-U", "0", "-m", "64"}
+		if os.Geteuid() == 0 {
+			args = append(args, "-u", "root") // memcached refuses root without it
+		}
+		return append(args, extraArgs...)
+	}, func(addr string) error {
+		reply, err := command(addr, "version")
+		if err == nil && !strings.HasPrefix(reply, "VERSION ") {
+			err = fmt.Errorf("version answered %q", reply)
+		}
+		return err
+	})
+}
+
+// MemcachedTTL asks a memcached for an item's remaining TTL in seconds with
+// the meta command "mg <key> t": ok is false for a missing item, and ttl is
+// -1 for an item that never expires.
+func MemcachedTTL(addr, key string) (ttl int, ok bool, err error) {
+	reply, err := command(addr, "mg "+key+" t")
+	if err != nil {
+		return 0, false, err
+	}
+	if reply == "EN" {
+		return 0, false, nil
+	}
+	for _, f := range strings.Fields(reply)[1:] {
+		if strings.HasPrefix(f, "t") {
+			ttl, err = strconv.Atoi(f[1:])
+			return ttl, err == nil, err
+		}
+	}
+	return 0, false, fmt.Errorf("mg answered %q", reply)
+}

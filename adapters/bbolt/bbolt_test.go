@@ -1,0 +1,91 @@
+package bbolt_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/bbolt"
+	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+func open(t *testing.T, path string, clock *adaptertest.Clock) *bbolt.Store {
+	t.Helper()
+	s, err := bbolt.Open(path, &bbolt.Options{Clock: clock.Now, NoSync: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func harness(t *testing.T) *adaptertest.Harness {
+	clock := adaptertest.NewClock()
+	s := open(t, filepath.Join(t.TempDir(), "sessions.db"), clock)
+	return &adaptertest.Harness{
+		Store:   s,
+		Now:     clock.Now,
+		Advance: clock.Advance,
+		TTL: func(_ context.Context, key string) (time.Duration, bool, error) {
+			return s.TTL(key)
+		},
+		SetRaw: func(_ context.Context, key, field string, value []byte) error {
+			return s.SetRaw(key, field, value)
+		},
+	}
+}
+
+func TestConformance(t *testing.T) { adaptertest.Run(t, harness) }
+
+func TestSweepRemovesOnlyWhatExpired(t *testing.T) {
+	ctx := t.Context()
+	clock := adaptertest.NewClock()
+	s := open(t, filepath.Join(t.TempDir(), "s.db"), clock)
+	short := sessionkit.Expiry{Idle: time.Minute, Absolute: time.Hour}
+	long := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
+	for i := range 2500 { // more than one sweep batch
+		require.NoError(t, s.Create(ctx, fmt.Sprint("short", i), map[string][]byte{"a": []byte("1")}, short))
+	}
+	require.NoError(t, s.Create(ctx, "long", map[string][]byte{"a": []byte("1")}, long))
+	n, err := s.Sweep()
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing has expired yet")
+
+	clock.Advance(2 * time.Minute)
+	n, err = s.Sweep()
+	require.NoError(t, err)
+	require.Equal(t, 2500, n)
+	count, err := s.Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, count)
+	vals, err := s.Get(ctx, "long", "a")
+	require.NoError(t, err)
+	require.Equal(t, []byte("1"), vals[0])
+}
+
+func TestSessionsSurviveReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "s.db")
+	clock := adaptertest.NewClock()
+	s := open(t, path, clock)
+	exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
+	require.NoError(t, s.Create(ctx, "k", map[string][]byte{"a": []byte("1")}, exp))
+	require.NoError(t, s.Close())
+	_, err := s.Get(ctx, "k", "a")
+	require.ErrorIs(t, err, sessionkit.ErrClosed)
+
+	s = open(t, path, clock)
+	vals, err := s.Get(ctx, "k", "a")
+	require.NoError(t, err)
+	require.Equal(t, []byte("1"), vals[0])
+}
+
+func TestASecondOpenOfTheFileFailsClearly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	open(t, path, adaptertest.NewClock())
+	_, err := bbolt.Open(path, &bbolt.Options{LockTimeout: 50 * time.Millisecond})
+	require.ErrorContains(t, err, "belongs to one process")
+}

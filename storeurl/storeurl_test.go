@@ -1,0 +1,50 @@
+package storeurl_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/bbolt"
+	"github.com/sessionkit/sessionkit/adapters/memcached"
+	"github.com/sessionkit/sessionkit/adapters/memory"
+	"github.com/sessionkit/sessionkit/adapters/redishash"
+	"github.com/sessionkit/sessionkit/storeurl"
+)
+
+func TestOpenPicksTheAdapterOfTheScheme(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for url, want := range map[string]any{
+		"redis://127.0.0.1:6379/0":                            &redishash.Store{},
+		"rediss://user:pw@127.0.0.1:6380/2":                   &redishash.Store{},
+		"redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001": &redishash.Store{},
+		"memcached://127.0.0.1:11211":                         &memcached.Store{},
+		"memcached://127.0.0.1:11211,127.0.0.1:11212":         &memcached.Store{},
+		"bbolt://" + filepath.Join(dir, "abs.db"):             &bbolt.Store{},
+		"bbolt://./rel.db":                                    &bbolt.Store{},
+		"memory://":                                           &memory.Store{},
+	} {
+		s, closer, err := storeurl.Open(url)
+		require.NoError(t, err, url)
+		require.IsType(t, want, s, url)
+		require.NoError(t, closer.Close(), url)
+	}
+	_, err := os.Stat(filepath.Join(dir, "rel.db"))
+	require.NoError(t, err, "bbolt://./rel.db is relative to the working directory")
+}
+
+func TestBadURLsNameTheAcceptedSchemes(t *testing.T) {
+	for _, url := range []string{
+		"", "postgres://localhost/db", "127.0.0.1:6379", "redis://:notaport", "memcached://", "memcached://nohostport",
+		"memcached://a:1,", "bbolt://", "bbolt://host/file.db", "memory://somewhere", "redis://user:s3cret@host:port:bad/0",
+		"::not a url",
+	} {
+		_, _, err := storeurl.Open(url)
+		require.ErrorIs(t, err, storeurl.ErrBadURL, url)
+		require.ErrorContains(t, err, "redis://, rediss://, redis+cluster://, memcached://, bbolt://, memory://", url)
+		require.NotContains(t, err.Error(), "s3cret", "a password is never echoed")
+	}
+}
