@@ -230,7 +230,7 @@ var managerCases = []testCase{
 		s := m.NewSession()
 		require.NoError(e, s.SetMany(e.ctx, map[string]any{"name": "ana", "count": 1}))
 		key := m.StorageKey(s.Token())
-		require.NoError(e, e.h.SetRaw(e.ctx, key, "name", []byte("bob")))    // not JSON
+		require.NoError(e, e.h.SetRaw(e.ctx, key, "name", []byte("bob")))   // not JSON
 		require.NoError(e, e.h.SetRaw(e.ctx, key, "count", []byte("42")))   // JSON number
 		require.NoError(e, e.h.SetRaw(e.ctx, key, "quoted", []byte(`"x"`))) // JSON string
 		r := e.load(m, s.Token())

@@ -502,11 +502,17 @@ var storeCases = []testCase{
 // arguments that succeed on a live one.
 func operations(exp sessionkit.Expiry) map[string]func(context.Context, sessionkit.Store, string) error {
 	return map[string]func(context.Context, sessionkit.Store, string) error{
-		"Get":    func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Get(ctx, k, "a"); return err },
+		"Get": func(ctx context.Context, s sessionkit.Store, k string) error {
+			_, err := s.Get(ctx, k, "a")
+			return err
+		},
 		"GetAll": func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.GetAll(ctx, k); return err },
 		"Keys":   func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Keys(ctx, k); return err },
-		"Has":    func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Has(ctx, k, "a"); return err },
-		"Len":    func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Len(ctx, k); return err },
+		"Has": func(ctx context.Context, s sessionkit.Store, k string) error {
+			_, err := s.Has(ctx, k, "a")
+			return err
+		},
+		"Len": func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Len(ctx, k); return err },
 		"Set": func(ctx context.Context, s sessionkit.Store, k string) error {
 			return s.Set(ctx, k, fieldsOf("z", "26"), 0)
 		},

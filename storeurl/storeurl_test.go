@@ -18,14 +18,14 @@ func TestOpenPicksTheAdapterOfTheScheme(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	for url, want := range map[string]any{
-		"redis://127.0.0.1:6379/0":                            &redishash.Store{},
-		"rediss://user:pw@127.0.0.1:6380/2":                   &redishash.Store{},
+		"redis://127.0.0.1:6379/0":                           &redishash.Store{},
+		"rediss://user:pw@127.0.0.1:6380/2":                  &redishash.Store{},
 		"redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001": &redishash.Store{},
-		"memcached://127.0.0.1:11211":                         &memcached.Store{},
-		"memcached://127.0.0.1:11211,127.0.0.1:11212":         &memcached.Store{},
-		"bbolt://" + filepath.Join(dir, "abs.db"):             &bbolt.Store{},
-		"bbolt://./rel.db":                                    &bbolt.Store{},
-		"memory://":                                           &memory.Store{},
+		"memcached://127.0.0.1:11211":                        &memcached.Store{},
+		"memcached://127.0.0.1:11211,127.0.0.1:11212":        &memcached.Store{},
+		"bbolt://" + filepath.Join(dir, "abs.db"):            &bbolt.Store{},
+		"bbolt://./rel.db":                                   &bbolt.Store{},
+		"memory://":                                          &memory.Store{},
 	} {
 		s, closer, err := storeurl.Open(url)
 		require.NoError(t, err, url)

@@ -58,7 +58,6 @@ func (c *counter) take() []string {
 	return t
 }
 
-
 // TestEachSessionOperationIsOneRoundTrip drives every Session operation
 // through a Manager on a real redis-server and counts what the client sends.
 // Scripts are loaded by a first pass, as they are after the first request of
@@ -119,7 +118,6 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, c.take(), "Load makes no store call")
 }
-
 
 // commandStats returns the calls per command from INFO commandstats.
 func commandStats(t *testing.T, c *redis.Client) map[string]int {
