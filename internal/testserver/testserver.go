@@ -204,3 +204,30 @@ func MemcachedTTL(addr, key string) (ttl int, ok bool, err error) {
 	}
 	return 0, false, fmt.Errorf("mg answered %q", reply)
 }
+
+// MemcachedStat returns one numeric value of a memcached's "stats".
+func MemcachedStat(addr, name string) (int64, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprint(c, "stats\r\n"); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "END" {
+			return 0, fmt.Errorf("memcached has no stat %q", name)
+		}
+		if v, ok := strings.CutPrefix(line, "STAT "+name+" "); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+}
