@@ -78,10 +78,10 @@ func (e *env) key() string {
 // create makes a record with fields {"a": "1", "b": "2"} under the default
 // policy and returns its key.
 func (e *env) create() string {
-	return e.createWith(e.expiry(), map[string][]byte{"a": []byte("1"), "b": []byte("2")})
+	return e.createWith(e.expiry(), fieldList("a", "1", "b", "2"))
 }
 
-func (e *env) createWith(exp sessionkit.Expiry, fields map[string][]byte) string {
+func (e *env) createWith(exp sessionkit.Expiry, fields []sessionkit.Field) string {
 	e.Helper()
 	k := e.key()
 	require.NoError(e, e.s.Create(e.ctx, k, fields, exp))
@@ -139,6 +139,16 @@ func (e *env) waitGone(key string, d time.Duration) {
 	}
 }
 
+// fieldList returns the fields name, value, … for a write.
+func fieldList(kv ...string) []sessionkit.Field {
+	fields := make([]sessionkit.Field, 0, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		fields = append(fields, sessionkit.Field{Name: kv[i], Value: []byte(kv[i+1])})
+	}
+	return fields
+}
+
+// fieldsOf returns the fields name, value, … as GetAll returns them.
 func fieldsOf(kv ...string) map[string][]byte {
 	m := make(map[string][]byte, len(kv)/2)
 	for i := 0; i < len(kv); i += 2 {
@@ -171,13 +181,13 @@ var storeCases = []testCase{
 	}},
 	{"CreateFailsIfTheKeyExists", func(e *env) {
 		k := e.create()
-		err := e.s.Create(e.ctx, k, fieldsOf("a", "other"), e.expiry())
+		err := e.s.Create(e.ctx, k, fieldList("a", "other"), e.expiry())
 		require.ErrorIs(e, err, sessionkit.ErrExists)
 		e.requireFields(k, fieldsOf("a", "1", "b", "2"))
 	}},
 	{"EmptyValueIsNotAMissingField", func(e *env) {
 		k := e.create()
-		require.NoError(e, e.s.Set(e.ctx, k, map[string][]byte{"empty": {}}, 0))
+		require.NoError(e, e.s.Set(e.ctx, k, []sessionkit.Field{{Name: "empty", Value: []byte{}}}, 0))
 		vals, err := e.s.Get(e.ctx, k, "empty")
 		require.NoError(e, err)
 		require.NotNil(e, vals[0])
@@ -189,19 +199,19 @@ var storeCases = []testCase{
 	{"BinaryValuesRoundTrip", func(e *env) {
 		k := e.create()
 		bin := []byte{0, 1, 2, 0xff, '\r', '\n', ' ', 0}
-		require.NoError(e, e.s.Set(e.ctx, k, map[string][]byte{"bin": bin, "sp ace\n": []byte("x")}, 0))
+		require.NoError(e, e.s.Set(e.ctx, k, []sessionkit.Field{{Name: "bin", Value: bin}, {Name: "sp ace\n", Value: []byte("x")}}, 0))
 		vals, err := e.s.Get(e.ctx, k, "bin", "sp ace\n")
 		require.NoError(e, err)
 		require.Equal(e, [][]byte{bin, []byte("x")}, vals)
 	}},
 	{"SetWritesOnlyItsFields", func(e *env) {
 		k := e.create()
-		require.NoError(e, e.s.Set(e.ctx, k, fieldsOf("b", "two", "c", "3"), 0))
+		require.NoError(e, e.s.Set(e.ctx, k, fieldList("b", "two", "c", "3"), 0))
 		e.requireFields(k, fieldsOf("a", "1", "b", "two", "c", "3"))
 	}},
 	{"DeleteRemovesOnlyTheNamedFields", func(e *env) {
 		k := e.create()
-		require.NoError(e, e.s.Set(e.ctx, k, fieldsOf("c", "3"), 0))
+		require.NoError(e, e.s.Set(e.ctx, k, fieldList("c", "3"), 0))
 		require.NoError(e, e.s.Delete(e.ctx, k, "a", "c", "never-set"))
 		e.requireFields(k, fieldsOf("b", "2"))
 	}},
@@ -226,7 +236,7 @@ var storeCases = []testCase{
 		require.NoError(e, e.s.Clear(e.ctx, k))
 		e.requireFields(k, map[string][]byte{})
 		e.requireExpiryWithin(k, e.expiry().Idle)
-		require.NoError(e, e.s.Set(e.ctx, k, fieldsOf("c", "3"), 0), "the cleared session still takes writes")
+		require.NoError(e, e.s.Set(e.ctx, k, fieldList("c", "3"), 0), "the cleared session still takes writes")
 		e.requireFields(k, fieldsOf("c", "3"))
 	}},
 	{"EveryOperationOnAMissingSessionReturnsErrNotFound", func(e *env) {
@@ -249,7 +259,7 @@ var storeCases = []testCase{
 	}},
 	{"WriteAfterExpiryCreatesNothing", func(e *env) {
 		exp := sessionkit.Expiry{Idle: 3 * e.unit(), Absolute: 300 * e.unit()}
-		k := e.createWith(exp, fieldsOf("a", "1"))
+		k := e.createWith(exp, fieldList("a", "1"))
 		e.waitGone(k, exp.Idle)
 		for name, op := range operations(e.expiry()) {
 			e.requireNotFound(op(e.ctx, e.s, k), name)
@@ -258,7 +268,7 @@ var storeCases = []testCase{
 	}},
 	{"SessionLivesJustBeforeTheIdleTimeoutAndNotAfter", func(e *env) {
 		exp := sessionkit.Expiry{Idle: 5 * e.unit(), Absolute: 300 * e.unit()}
-		k := e.createWith(exp, fieldsOf("a", "1"))
+		k := e.createWith(exp, fieldList("a", "1"))
 		if e.fakeClock() {
 			e.h.Advance(exp.Idle - time.Millisecond)
 			_, err := e.s.Get(e.ctx, k, "a")
@@ -284,7 +294,7 @@ var storeCases = []testCase{
 	}},
 	{"UseSlidesTheIdleTimeout", func(e *env) {
 		exp := sessionkit.Expiry{Idle: 5 * e.unit(), Absolute: 300 * e.unit()}
-		k := e.createWith(exp, fieldsOf("a", "1"))
+		k := e.createWith(exp, fieldList("a", "1"))
 		// Ten uses, each two units apart: twenty units in all, four idle
 		// timeouts, and the session lives through them.
 		for i := 0; i < 10; i++ {
@@ -301,7 +311,7 @@ var storeCases = []testCase{
 	{"UseNeverExtendsTheAbsoluteLifetime", func(e *env) {
 		exp := sessionkit.Expiry{Idle: 10 * e.unit(), Absolute: 20 * e.unit()}
 		start := time.Now()
-		k := e.createWith(exp, fieldsOf("a", "1"))
+		k := e.createWith(exp, fieldList("a", "1"))
 		if e.fakeClock() {
 			for _, step := range []time.Duration{8, 8, 3} { // 19 units: one before the lifetime
 				e.h.Advance(step * e.unit())
@@ -349,7 +359,7 @@ var storeCases = []testCase{
 		require.Greater(e, left, exp.Idle-e.unit())
 	}},
 	{"SetExpiryReplacesThePolicyButNotTheCreationTime", func(e *env) {
-		k := e.createWith(sessionkit.Expiry{Idle: 2 * e.unit(), Absolute: 5 * e.unit()}, fieldsOf("a", "1"))
+		k := e.createWith(sessionkit.Expiry{Idle: 2 * e.unit(), Absolute: 5 * e.unit()}, fieldList("a", "1"))
 		long := sessionkit.Expiry{Idle: 50 * e.unit(), Absolute: 100 * e.unit()}
 		require.NoError(e, e.s.SetExpiry(e.ctx, k, long))
 		ttl, ok := e.ttl(k)
@@ -375,7 +385,7 @@ var storeCases = []testCase{
 		errs := make([]error, writers)
 		for i := range writers {
 			wg.Go(func() {
-				errs[i] = e.s.Set(e.ctx, k, fieldsOf(fmt.Sprintf("k%d", i), fmt.Sprint(i)), 0)
+				errs[i] = e.s.Set(e.ctx, k, fieldList(fmt.Sprintf("k%d", i), fmt.Sprint(i)), 0)
 			})
 		}
 		wg.Wait()
@@ -395,7 +405,7 @@ var storeCases = []testCase{
 				wg.Go(func() {
 					<-start
 					for j := 0; j < 5; j++ {
-						err := e.s.Set(e.ctx, k, fieldsOf(fmt.Sprintf("w%d", i), "x"), 0)
+						err := e.s.Set(e.ctx, k, fieldList(fmt.Sprintf("w%d", i), "x"), 0)
 						if err != nil && !errors.Is(err, sessionkit.ErrNotFound) {
 							assert.NoError(e, err, "a write racing a destroy either lands or finds the session gone")
 						}
@@ -415,11 +425,10 @@ var storeCases = []testCase{
 	}},
 	{"BytesPassedInAreNotAliased", func(e *env) {
 		val := []byte("original")
-		fields := map[string][]byte{"a": val}
-		k := e.createWith(e.expiry(), fields)
+		k := e.createWith(e.expiry(), []sessionkit.Field{{Name: "a", Value: val}})
 		copy(val, "CHANGED!")
 		set := []byte("second")
-		require.NoError(e, e.s.Set(e.ctx, k, map[string][]byte{"b": set}, 0))
+		require.NoError(e, e.s.Set(e.ctx, k, []sessionkit.Field{{Name: "b", Value: set}}, 0))
 		copy(set, "SECOND")
 		e.requireFields(k, fieldsOf("a", "original", "b", "second"))
 	}},
@@ -435,11 +444,11 @@ var storeCases = []testCase{
 	}},
 	{"SetOverMaxFieldsFailsAndChangesNothing", func(e *env) {
 		k := e.create() // a, b
-		err := e.s.Set(e.ctx, k, fieldsOf("a", "new", "c", "3", "d", "4"), 3)
+		err := e.s.Set(e.ctx, k, fieldList("a", "new", "c", "3", "d", "4"), 3)
 		require.ErrorIs(e, err, sessionkit.ErrTooManyFields)
 		e.requireFields(k, fieldsOf("a", "1", "b", "2"))
 		// Overwriting existing fields does not count as growth.
-		require.NoError(e, e.s.Set(e.ctx, k, fieldsOf("a", "new", "b", "two", "c", "3"), 3))
+		require.NoError(e, e.s.Set(e.ctx, k, fieldList("a", "new", "b", "two", "c", "3"), 3))
 		e.requireFields(k, fieldsOf("a", "new", "b", "two", "c", "3"))
 	}},
 	{"RenameMovesTheSessionAndTheOldKeyIsGone", func(e *env) {
@@ -450,7 +459,7 @@ var storeCases = []testCase{
 		e.requireNoRecord(k)
 		_, err := e.s.Get(e.ctx, k, "a")
 		e.requireNotFound(err, "the old key is dead")
-		err = e.s.Set(e.ctx, k, fieldsOf("a", "x"), 0)
+		err = e.s.Set(e.ctx, k, fieldList("a", "x"), 0)
 		e.requireNotFound(err, "the old key takes no writes")
 		e.requireNoRecord(k)
 	}},
@@ -464,7 +473,7 @@ var storeCases = []testCase{
 	}},
 	{"RenameKeepsTheAbsoluteLifetime", func(e *env) {
 		exp := sessionkit.Expiry{Idle: 20 * e.unit(), Absolute: 10 * e.unit()}
-		k := e.createWith(exp, fieldsOf("a", "1"))
+		k := e.createWith(exp, fieldList("a", "1"))
 		moved := e.key()
 		require.NoError(e, e.s.Rename(e.ctx, k, moved))
 		e.requireExpiryWithin(moved, exp.Absolute)
@@ -514,7 +523,7 @@ func operations(exp sessionkit.Expiry) map[string]func(context.Context, sessionk
 		},
 		"Len": func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Len(ctx, k); return err },
 		"Set": func(ctx context.Context, s sessionkit.Store, k string) error {
-			return s.Set(ctx, k, fieldsOf("z", "26"), 0)
+			return s.Set(ctx, k, fieldList("z", "26"), 0)
 		},
 		"Delete": func(ctx context.Context, s sessionkit.Store, k string) error { return s.Delete(ctx, k, "z") },
 		"Clear":  func(ctx context.Context, s sessionkit.Store, k string) error { return s.Clear(ctx, k) },

@@ -31,7 +31,7 @@ func (c *countingStore) count() error {
 	return c.fail
 }
 
-func (c *countingStore) Create(ctx context.Context, k string, f map[string][]byte, e sessionkit.Expiry) error {
+func (c *countingStore) Create(ctx context.Context, k string, f []sessionkit.Field, e sessionkit.Expiry) error {
 	if err := c.count(); err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (c *countingStore) GetAll(ctx context.Context, k string) (map[string][]byte
 	return c.Store.GetAll(ctx, k)
 }
 
-func (c *countingStore) Set(ctx context.Context, k string, f map[string][]byte, max int) error {
+func (c *countingStore) Set(ctx context.Context, k string, f []sessionkit.Field, max int) error {
 	if err := c.count(); err != nil {
 		return err
 	}

@@ -195,23 +195,32 @@ func checkKey(key string) error {
 }
 
 // encode validates and encodes the values of a write.
-func (m *Manager) encode(values map[string]any) (map[string][]byte, error) {
+func (m *Manager) encode(values map[string]any) ([]Field, error) {
 	if m.maxFields > 0 && len(values) > m.maxFields {
 		return nil, fmt.Errorf("%w: %d keys in one write, the limit is %d", ErrTooManyFields, len(values), m.maxFields)
 	}
-	fields := make(map[string][]byte, len(values))
+	fields := make([]Field, 0, len(values))
 	for k, v := range values {
-		if err := checkKey(k); err != nil {
+		f, err := m.encodeField(k, v)
+		if err != nil {
 			return nil, err
 		}
-		b, err := m.codec.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: key %q: %w", ErrEncode, k, err)
-		}
-		if m.maxValueSize > 0 && len(b) > m.maxValueSize {
-			return nil, fmt.Errorf("%w: key %q encodes to %d bytes, the limit is %d", ErrTooLarge, k, len(b), m.maxValueSize)
-		}
-		fields[k] = b
+		fields = append(fields, f)
 	}
 	return fields, nil
+}
+
+// encodeField validates key and encodes value.
+func (m *Manager) encodeField(key string, value any) (Field, error) {
+	if err := checkKey(key); err != nil {
+		return Field{}, err
+	}
+	b, err := m.codec.Marshal(value)
+	if err != nil {
+		return Field{}, fmt.Errorf("%w: key %q: %w", ErrEncode, key, err)
+	}
+	if m.maxValueSize > 0 && len(b) > m.maxValueSize {
+		return Field{}, fmt.Errorf("%w: key %q encodes to %d bytes, the limit is %d", ErrTooLarge, key, len(b), m.maxValueSize)
+	}
+	return Field{Name: key, Value: b}, nil
 }

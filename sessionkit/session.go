@@ -224,7 +224,11 @@ func typeError(key, want string, got any) error {
 
 // Set stores value under key. See SetMany.
 func (s *Session) Set(ctx context.Context, key string, value any) error {
-	return s.SetMany(ctx, map[string]any{key: value})
+	f, err := s.m.encodeField(key, value)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, []Field{f})
 }
 
 // SetMany stores several values in one store operation, leaving other keys
@@ -238,6 +242,10 @@ func (s *Session) SetMany(ctx context.Context, values map[string]any) error {
 	if err != nil {
 		return err
 	}
+	return s.write(ctx, fields)
+}
+
+func (s *Session) write(ctx context.Context, fields []Field) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stored {
@@ -249,7 +257,7 @@ func (s *Session) SetMany(ctx context.Context, values map[string]any) error {
 	return s.create(ctx, fields)
 }
 
-func (s *Session) create(ctx context.Context, fields map[string][]byte) error {
+func (s *Session) create(ctx context.Context, fields []Field) error {
 	if err := s.m.store.Create(ctx, s.key, fields, s.exp); err != nil {
 		return err
 	}

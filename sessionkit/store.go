@@ -21,6 +21,12 @@ func (e Expiry) TTL(created, now time.Time) time.Duration {
 	return min(e.Idle, created.Add(e.Absolute).Sub(now))
 }
 
+// Field is one session key with its encoded value.
+type Field struct {
+	Name  string
+	Value []byte
+}
+
 // Store keeps sessions as records of named fields. It is the contract every
 // adapter implements; the adaptertest package checks it.
 //
@@ -44,9 +50,10 @@ func (e Expiry) TTL(created, now time.Time) time.Duration {
 //   - Backend failures return an error matching ErrUnavailable that also
 //     wraps the backend's error; a done context returns the context's error.
 type Store interface {
-	// Create stores a new record with the given fields (possibly none) and
-	// expiry policy. It returns ErrExists if a live record has the key.
-	Create(ctx context.Context, key string, fields map[string][]byte, exp Expiry) error
+	// Create stores a new record with the given fields (possibly none, names
+	// distinct) and expiry policy. It returns ErrExists if a live record has
+	// the key.
+	Create(ctx context.Context, key string, fields []Field, exp Expiry) error
 
 	// Get returns the values of the named fields, in order; a field that
 	// does not exist has a nil value.
@@ -64,10 +71,11 @@ type Store interface {
 	// Len returns the number of fields of the record.
 	Len(ctx context.Context, key string) (int, error)
 
-	// Set writes the given fields, leaving the others as they are. If
+	// Set writes the given fields (names distinct), leaving the others as
+	// they are. If
 	// maxFields > 0 and the record would then hold more than maxFields
 	// fields, it returns ErrTooManyFields and writes nothing.
-	Set(ctx context.Context, key string, fields map[string][]byte, maxFields int) error
+	Set(ctx context.Context, key string, fields []Field, maxFields int) error
 
 	// Delete removes the named fields; names that do not exist are ignored.
 	Delete(ctx context.Context, key string, names ...string) error

@@ -313,14 +313,14 @@ func has(b *bolt.Bucket, name []byte) bool {
 	return k != nil && bytes.Equal(k, name)
 }
 
-func putFields(b *bolt.Bucket, fields map[string][]byte) error {
-	for k, v := range fields {
-		if k == "" {
+func putFields(b *bolt.Bucket, fields []sessionkit.Field) error {
+	for _, f := range fields {
+		if f.Name == "" {
 			return sessionkit.ErrInvalidKey
 		}
 		// bbolt keeps the slice until commit: hand it a copy, so the
 		// caller may reuse its bytes once we return.
-		if err := b.Put([]byte(k), bytes.Clone(nonNil(v))); err != nil {
+		if err := b.Put([]byte(f.Name), bytes.Clone(nonNil(f.Value))); err != nil {
 			return err
 		}
 	}
@@ -334,7 +334,7 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-func (s *Store) Create(ctx context.Context, key string, fields map[string][]byte, exp sessionkit.Expiry) error {
+func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
 		return sessionkit.BackendError("bbolt: create", err)
 	}
@@ -428,12 +428,12 @@ func count(b *bolt.Bucket) int {
 	return n
 }
 
-func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, maxFields int) error {
+func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	return s.update(ctx, "set", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
 		if maxFields > 0 {
 			n := count(b)
-			for k := range fields {
-				if !has(b, []byte(k)) {
+			for _, f := range fields {
+				if !has(b, []byte(f.Name)) {
 					n++
 				}
 			}

@@ -47,9 +47,9 @@ func TestSweepRemovesOnlyWhatExpired(t *testing.T) {
 	short := sessionkit.Expiry{Idle: time.Minute, Absolute: time.Hour}
 	long := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
 	for i := range 2500 { // more than one sweep batch
-		require.NoError(t, s.Create(ctx, fmt.Sprint("short", i), map[string][]byte{"a": []byte("1")}, short))
+		require.NoError(t, s.Create(ctx, fmt.Sprint("short", i), []sessionkit.Field{{Name: "a", Value: []byte("1")}}, short))
 	}
-	require.NoError(t, s.Create(ctx, "long", map[string][]byte{"a": []byte("1")}, long))
+	require.NoError(t, s.Create(ctx, "long", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, long))
 	n, err := s.Sweep()
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing has expired yet")
@@ -72,7 +72,7 @@ func TestSessionsSurviveReopen(t *testing.T) {
 	clock := adaptertest.NewClock()
 	s := open(t, path, clock)
 	exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
-	require.NoError(t, s.Create(ctx, "k", map[string][]byte{"a": []byte("1")}, exp))
+	require.NoError(t, s.Create(ctx, "k", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp))
 	require.NoError(t, s.Close())
 	_, err := s.Get(ctx, "k", "a")
 	require.ErrorIs(t, err, sessionkit.ErrClosed)

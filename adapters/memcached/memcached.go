@@ -275,12 +275,12 @@ func (s *Store) expire(op, itemKey string) error {
 	return sessionkit.ErrNotFound
 }
 
-func (s *Store) Create(ctx context.Context, key string, fields map[string][]byte, exp sessionkit.Expiry) error {
+func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	now := s.now().UnixMilli()
 	r := &record{created: now, idle: exp.Idle.Milliseconds(), absolute: exp.Absolute.Milliseconds(), fields: make(map[string][]byte, len(fields))}
 	r.expires = now + r.ttl(now)
-	for k, v := range fields {
-		r.fields[k] = v // encoded (copied) below, never kept
+	for _, f := range fields {
+		r.fields[f.Name] = f.Value // encoded (copied) below, never kept
 	}
 	return s.add(ctx, "create", ItemKey(key), r)
 }
@@ -371,12 +371,12 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	return n, err
 }
 
-func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, maxFields int) error {
+func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	return s.modify(ctx, "set", key, func(r *record) error {
 		if maxFields > 0 {
 			n := len(r.fields)
-			for k := range fields {
-				if _, ok := r.fields[k]; !ok {
+			for _, f := range fields {
+				if _, ok := r.fields[f.Name]; !ok {
 					n++
 				}
 			}
@@ -384,8 +384,8 @@ func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, m
 				return sessionkit.ErrTooManyFields
 			}
 		}
-		for k, v := range fields {
-			r.fields[k] = v // encoded (copied) before modify returns
+		for _, f := range fields {
+			r.fields[f.Name] = f.Value // encoded (copied) before modify returns
 		}
 		return nil
 	})

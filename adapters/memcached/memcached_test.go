@@ -102,7 +102,7 @@ func TestLongSessionsExpireOnTheRealServer(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	s := New(client, nil)
 	exp := sessionkit.Expiry{Idle: 60 * 24 * time.Hour, Absolute: 90 * 24 * time.Hour}
-	require.NoError(t, s.Create(t.Context(), "remember-me", map[string][]byte{"a": []byte("1")}, exp))
+	require.NoError(t, s.Create(t.Context(), "remember-me", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp))
 	secs, ok, err := testserver.MemcachedTTL(srv.Addr, "remember-me")
 	require.NoError(t, err)
 	require.True(t, ok, "memcached took the absolute expiration as a time in the future")
@@ -116,8 +116,8 @@ func TestOversizeSessionIsRefusedAndUnchanged(t *testing.T) {
 	s := New(client, &Options{MaxItemSize: 4096})
 	ctx := t.Context()
 	exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
-	require.NoError(t, s.Create(ctx, "k", map[string][]byte{"a": []byte("1")}, exp))
-	err := s.Set(ctx, "k", map[string][]byte{"big": make([]byte, 5000)}, 0)
+	require.NoError(t, s.Create(ctx, "k", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp))
+	err := s.Set(ctx, "k", []sessionkit.Field{{Name: "big", Value: make([]byte, 5000)}}, 0)
 	require.ErrorIs(t, err, sessionkit.ErrTooLarge)
 	all, err := s.GetAll(ctx, "k")
 	require.NoError(t, err)

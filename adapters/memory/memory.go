@@ -105,11 +105,19 @@ func cloneFields(fields map[string][]byte) map[string][]byte {
 	return out
 }
 
+func fieldMap(fields []sessionkit.Field) map[string][]byte {
+	out := make(map[string][]byte, len(fields))
+	for _, f := range fields {
+		out[f.Name] = clone(f.Value)
+	}
+	return out
+}
+
 // clone copies b; a nil or empty value becomes a non-nil empty slice, since
 // nil means "no such field".
 func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
 
-func (s *Store) Create(ctx context.Context, key string, fields map[string][]byte, exp sessionkit.Expiry) error {
+func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
 		return sessionkit.BackendError("memory: create", err)
 	}
@@ -120,7 +128,7 @@ func (s *Store) Create(ctx context.Context, key string, fields map[string][]byte
 	if r := s.records[key]; r != nil && now.Before(r.expires) {
 		return sessionkit.ErrExists
 	}
-	s.records[key] = &record{fields: cloneFields(fields), created: now, exp: exp, expires: now.Add(exp.TTL(now, now))}
+	s.records[key] = &record{fields: fieldMap(fields), created: now, exp: exp, expires: now.Add(exp.TTL(now, now))}
 	return nil
 }
 
@@ -185,7 +193,7 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	return len(r.fields), nil
 }
 
-func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, maxFields int) error {
+func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(s.now())
@@ -195,8 +203,8 @@ func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, m
 	}
 	if maxFields > 0 {
 		n := len(r.fields)
-		for k := range fields {
-			if _, ok := r.fields[k]; !ok {
+		for _, f := range fields {
+			if _, ok := r.fields[f.Name]; !ok {
 				n++
 			}
 		}
@@ -204,8 +212,8 @@ func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, m
 			return sessionkit.ErrTooManyFields
 		}
 	}
-	for k, v := range fields {
-		r.fields[k] = clone(v)
+	for _, f := range fields {
+		r.fields[f.Name] = clone(f.Value)
 	}
 	return nil
 }

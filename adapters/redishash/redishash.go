@@ -94,12 +94,12 @@ func checkNames(names []string) error {
 }
 
 // pairs appends field, value, … to args.
-func pairs(args []any, fields map[string][]byte) ([]any, error) {
-	for k, v := range fields {
-		if strings.HasPrefix(k, sessionkit.ReservedPrefix) {
+func pairs(args []any, fields []sessionkit.Field) ([]any, error) {
+	for _, f := range fields {
+		if strings.HasPrefix(f.Name, sessionkit.ReservedPrefix) {
 			return nil, sessionkit.ErrInvalidKey
 		}
-		args = append(args, k, v)
+		args = append(args, f.Name, f.Value)
 	}
 	return args, nil
 }
@@ -128,7 +128,7 @@ func (s *Store) list(ctx context.Context, op string, sc *redis.Script, key strin
 	return vals, nil
 }
 
-func (s *Store) Create(ctx context.Context, key string, fields map[string][]byte, exp sessionkit.Expiry) error {
+func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	args, err := pairs(append(make([]any, 0, 2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
 	if err != nil {
 		return err
@@ -202,7 +202,7 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	return int(n), err
 }
 
-func (s *Store) Set(ctx context.Context, key string, fields map[string][]byte, maxFields int) error {
+func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	args, err := pairs(append(make([]any, 0, 1+2*len(fields)), maxFields), fields)
 	if err != nil {
 		return err

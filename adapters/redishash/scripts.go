@@ -152,3 +152,14 @@ end
 return 1
 `)
 )
+
+// Script returns the script the Store runs for op ("get", "set", …), for
+// tools that must send exactly the commands the Store sends, such as the
+// raw go-redis floor in bench/. It returns nil for an unknown op.
+func Script(op string) *redis.Script {
+	return map[string]*redis.Script{
+		"create": createScript, "get": getScript, "getall": getAllScript, "keys": keysScript,
+		"has": hasScript, "len": lenScript, "set": setScript, "delete": deleteScript,
+		"clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript, "restore": restoreScript,
+	}[op]
+}

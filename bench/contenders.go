@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alexedwards/scs/goredisstore"
+	"github.com/alexedwards/scs/v2"
+	"github.com/boj/redistore"
+	redigo "github.com/gomodule/redigo/redis"
+	gsessions "github.com/gorilla/sessions"
+	"github.com/kataras/iris/v12"
+	irissessions "github.com/kataras/iris/v12/sessions"
+	irisredis "github.com/kataras/iris/v12/sessions/sessiondb/redis"
+
+	"github.com/sessionkit/sessionkit/adapters/redishash"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// A contender serves, through its own session middleware:
+//
+//	/setup?n=N   creates a session holding N attributes of 64-byte strings
+//	/bench       reads "counter" and writes it back incremented
+//	/probe?k=K   sets key K
+//	/count       writes how many keys starting with "k" the session holds
+type contender struct {
+	name    string
+	handler http.Handler
+	close   func()
+}
+
+const (
+	attrSize = 64
+	idle     = time.Hour
+)
+
+func attrValue() string { return strings.Repeat("v", attrSize) }
+
+func attrName(i int) string { return fmt.Sprintf("attr%04d", i) }
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func fail(w http.ResponseWriter, err error) bool {
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return true
+	}
+	return false
+}
+
+// --- sessionkit ---------------------------------------------------------
+
+func newSessionkit(addr string) *contender {
+	client := newGoRedis(addr)
+	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client), IdleTimeout: idle})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/setup", func(w http.ResponseWriter, r *http.Request) {
+		n := atoi(r.URL.Query().Get("n"))
+		values := make(map[string]any, n)
+		for i := range n {
+			values[attrName(i)] = attrValue()
+		}
+		values["counter"] = 0
+		fail(w, sessionkit.FromContext(r.Context()).SetMany(r.Context(), values))
+	})
+	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
+		s := sessionkit.FromContext(r.Context())
+		n, err := s.GetInt(r.Context(), "counter")
+		if fail(w, err) {
+			return
+		}
+		fail(w, s.Set(r.Context(), "counter", n+1))
+	})
+	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, sessionkit.FromContext(r.Context()).Set(r.Context(), r.URL.Query().Get("k"), 1))
+	})
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		keys, err := sessionkit.FromContext(r.Context()).Keys(r.Context())
+		if !fail(w, err) {
+			fmt.Fprint(w, countK(keys))
+		}
+	})
+	return &contender{name: "sessionkit", handler: m.Middleware(mux), close: func() { client.Close() }}
+}
+
+func countK(keys []string) int {
+	n := 0
+	for _, k := range keys {
+		if strings.HasPrefix(k, "k") {
+			n++
+		}
+	}
+	return n
+}
+
+// --- raw go-redis floor ----------------------------------------------------
+
+// newRawFloor sends the very scripts sessionkit's redishash sends, with the
+// same arguments and in the same round trips, from a bare handler: no
+// middleware, no token check or hashing, no codec.
+func newRawFloor(addr string) *contender {
+	client := newGoRedis(addr)
+	create, get, set, keys := redishash.Script("create"), redishash.Script("get"), redishash.Script("set"), redishash.Script("keys")
+	maxFields := sessionkit.DefaultMaxFields
+	key := func(r *http.Request) []string {
+		c, err := r.Cookie("raw")
+		if err != nil {
+			return nil
+		}
+		return []string{"raw:" + c.Value}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/setup", func(w http.ResponseWriter, r *http.Request) {
+		n := atoi(r.URL.Query().Get("n"))
+		token := fmt.Sprintf("t%d", time.Now().UnixNano())
+		args := []any{idle.Milliseconds(), (24 * time.Hour).Milliseconds(), "counter", "0"}
+		for i := range n {
+			args = append(args, attrName(i), `"`+attrValue()+`"`)
+		}
+		if !fail(w, create.Run(r.Context(), client, []string{"raw:" + token}, args...).Err()) {
+			http.SetCookie(w, &http.Cookie{Name: "raw", Value: token})
+		}
+	})
+	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
+		k := key(r)
+		vals, err := get.Run(r.Context(), client, k, "counter").Slice()
+		if fail(w, err) {
+			return
+		}
+		s, _ := vals[0].(string)
+		fail(w, set.Run(r.Context(), client, k, maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
+	})
+	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, set.Run(r.Context(), client, key(r), maxFields, r.URL.Query().Get("k"), "1").Err())
+	})
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		ks, err := keys.Run(r.Context(), client, key(r)).StringSlice()
+		if !fail(w, err) {
+			fmt.Fprint(w, countK(ks))
+		}
+	})
+	return &contender{name: "raw-floor", handler: mux, close: func() { client.Close() }}
+}
+
+// --- alexedwards/scs v2, goredisstore ------------------------------------------
+
+func newSCS(addr string) *contender {
+	client := newGoRedis(addr)
+	sm := scs.New()
+	sm.Store = goredisstore.New(client)
+	sm.IdleTimeout = idle
+	sm.Lifetime = 24 * time.Hour
+	mux := http.NewServeMux()
+	mux.HandleFunc("/setup", func(w http.ResponseWriter, r *http.Request) {
+		for i := range atoi(r.URL.Query().Get("n")) {
+			sm.Put(r.Context(), attrName(i), attrValue())
+		}
+		sm.Put(r.Context(), "counter", 0)
+	})
+	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "counter", sm.GetInt(r.Context(), "counter")+1)
+	})
+	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), r.URL.Query().Get("k"), 1)
+	})
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, countK(sm.Keys(r.Context())))
+	})
+	return &contender{name: "scs", handler: sm.LoadAndSave(mux), close: func() { client.Close() }}
+}
+
+// --- gorilla/sessions, boj/redistore ----------------------------------------------
+
+func newGorilla(addr string) *contender {
+	pool := &redigo.Pool{MaxIdle: 32, Dial: func() (redigo.Conn, error) {
+		return redigo.Dial("tcp", addr, redigo.DialNetDial(func(network, a string) (net.Conn, error) {
+			return countingDial(context.Background(), network, a)
+		}))
+	}}
+	store, err := redistore.NewRediStoreWithPool(pool, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		panic(err)
+	}
+	store.SetMaxLength(0) // no 4 KiB cap: sessions here reach 70 KiB
+	store.SetMaxAge(int(idle / time.Second))
+	const name = "gsess"
+	handle := func(f func(s *gsessions.Session, r *http.Request)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			s, err := store.Get(r, name)
+			if fail(w, err) {
+				return
+			}
+			f(s, r)
+			fail(w, s.Save(r, w))
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/setup", handle(func(s *gsessions.Session, r *http.Request) {
+		for i := range atoi(r.URL.Query().Get("n")) {
+			s.Values[attrName(i)] = attrValue()
+		}
+		s.Values["counter"] = 0
+	}))
+	mux.HandleFunc("/bench", handle(func(s *gsessions.Session, _ *http.Request) {
+		n, _ := s.Values["counter"].(int)
+		s.Values["counter"] = n + 1
+	}))
+	mux.HandleFunc("/probe", handle(func(s *gsessions.Session, r *http.Request) {
+		s.Values[r.URL.Query().Get("k")] = 1
+	}))
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		s, err := store.Get(r, name)
+		if fail(w, err) {
+			return
+		}
+		var keys []string
+		for k := range s.Values {
+			if ks, ok := k.(string); ok {
+				keys = append(keys, ks)
+			}
+		}
+		fmt.Fprint(w, countK(keys))
+	})
+	return &contender{name: "gorilla", handler: mux, close: func() { store.Close() }}
+}
+
+// --- kataras/iris v12 sessions, sessiondb/redis ---------------------------------
+
+func newIris(addr string) *contender {
+	client := newGoRedis(addr)
+	db := irisredis.New(irisredis.Config{Addr: addr, Prefix: "iris:", Driver: irisredis.GoRedis().SetClient(client)})
+	sess := irissessions.New(irissessions.Config{Cookie: "irissess", Expires: idle, AllowReclaim: true})
+	sess.UseDatabase(db)
+	app := iris.New()
+	app.Logger().SetLevel("disable")
+	app.Use(sess.Handler())
+	app.Get("/setup", func(ctx iris.Context) {
+		s := irissessions.Get(ctx)
+		for i := range ctx.URLParamIntDefault("n", 0) {
+			s.Set(attrName(i), attrValue())
+		}
+		s.Set("counter", 0)
+	})
+	app.Get("/bench", func(ctx iris.Context) {
+		s := irissessions.Get(ctx)
+		s.Set("counter", s.GetIntDefault("counter", 0)+1)
+	})
+	app.Get("/probe", func(ctx iris.Context) {
+		irissessions.Get(ctx).Set(ctx.URLParam("k"), 1)
+	})
+	app.Get("/count", func(ctx iris.Context) {
+		n := 0
+		irissessions.Get(ctx).Visit(func(k string, _ any) {
+			if strings.HasPrefix(k, "k") {
+				n++
+			}
+		})
+		ctx.WriteString(strconv.Itoa(n))
+	})
+	if err := app.Build(); err != nil {
+		panic(err)
+	}
+	return &contender{name: "iris", handler: app, close: func() { client.Close() }}
+}
+
