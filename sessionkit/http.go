@@ -3,6 +3,7 @@ package sessionkit
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -73,14 +74,14 @@ func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
 // decides, or calls Manager.HTTPError.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := m.requestToken(r)
-		var s *Session
-		if token != "" {
-			s, _ = m.Load(token) // requestToken returns only well-formed tokens
+		// One allocation holds the request's session and its writer.
+		cw := &commitWriter{ResponseWriter: w, m: m, r: r, sent: m.requestToken(r)}
+		s := &cw.session
+		if cw.sent != "" {
+			m.load(s, cw.sent) // requestToken returns only well-formed tokens
 		} else {
-			s = m.NewSession()
+			m.initFresh(s)
 		}
-		cw := &commitWriter{ResponseWriter: w, commit: func() { m.writeToken(w, r, s, token) }}
 		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), contextKey{}, s)))
 		cw.commitOnce()
 	})
@@ -95,10 +96,16 @@ func (m *Manager) requestToken(r *http.Request) string {
 		return ""
 	}
 	// Several cookies of one name can arrive (a parent domain's, a
-	// tossed one): take the first that is a token at all.
-	for _, c := range r.CookiesNamed(m.cookie.Name) {
-		if validToken(c.Value) {
-			return c.Value
+	// tossed one): take the first that is a token at all. Parsed here
+	// rather than with Request.Cookies, which allocates every cookie.
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && name == m.cookie.Name && validToken(value) {
+				return value
+			}
 		}
 	}
 	return ""
@@ -156,17 +163,21 @@ func (m *Manager) varyOn() string {
 	return "Cookie"
 }
 
-// commitWriter runs commit once, before the first byte of the response.
+// commitWriter writes the token headers once, before the first byte of the
+// response. It also holds the request's Session, to save an allocation.
 type commitWriter struct {
 	http.ResponseWriter
-	commit    func()
+	m         *Manager
+	r         *http.Request
+	sent      string // the token the request carried, if well-formed
+	session   Session
 	committed bool
 }
 
 func (w *commitWriter) commitOnce() {
 	if !w.committed {
 		w.committed = true
-		w.commit()
+		w.m.writeToken(w.ResponseWriter, w.r, &w.session, w.sent)
 	}
 }
 

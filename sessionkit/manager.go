@@ -69,6 +69,7 @@ type Manager struct {
 	expiry       Expiry
 	prefix       string
 	codec        Codec
+	jsonCodec    bool // codec is JSONCodec: the typed getters may read its bytes directly
 	maxFields    int
 	maxValueSize int
 	now          func() time.Time
@@ -109,6 +110,7 @@ func New(opts Options) (*Manager, error) {
 	if m.codec == nil {
 		m.codec = JSONCodec{}
 	}
+	_, m.jsonCodec = m.codec.(JSONCodec)
 	if m.maxFields == 0 {
 		m.maxFields = DefaultMaxFields
 	}
@@ -161,9 +163,14 @@ func (m *Manager) StorageKey(token string) string { return storageKey(m.prefix, 
 // NewSession returns a handle on a new session with a fresh token. Nothing
 // is stored until the first write (or Save).
 func (m *Manager) NewSession() *Session {
-	s := &Session{m: m, exp: m.expiry}
-	s.reset()
+	s := &Session{}
+	m.initFresh(s)
 	return s
+}
+
+func (m *Manager) initFresh(s *Session) {
+	s.m, s.exp = m, m.expiry
+	s.reset()
 }
 
 // Load returns a handle on the session of token. It makes no store call:
@@ -177,7 +184,14 @@ func (m *Manager) Load(token string) (*Session, error) {
 	if !validToken(token) {
 		return nil, ErrInvalidToken
 	}
-	return &Session{m: m, token: token, key: m.StorageKey(token), stored: true, exp: m.expiry}, nil
+	s := &Session{}
+	m.load(s, token)
+	return s, nil
+}
+
+// load sets s up as a handle on the session of a well-formed token.
+func (m *Manager) load(s *Session, token string) {
+	s.m, s.token, s.key, s.stored, s.exp = m, token, m.StorageKey(token), true, m.expiry
 }
 
 func checkKey(key string) error {

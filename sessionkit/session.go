@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Session is a handle on one session. It holds no session data: every call
@@ -28,9 +29,10 @@ type Session struct {
 
 	token     string
 	key       string
-	stored    bool   // a record is believed to exist under key
-	exp       Expiry // policy for the record when this handle creates it
-	ownExpiry bool   // exp was set by SetExpiry, not the Manager's default
+	stored    bool     // a record is believed to exist under key
+	exp       Expiry   // policy for the record when this handle creates it
+	ownExpiry bool     // exp was set by SetExpiry, not the Manager's default
+	one       [1]Field // Set's write, kept here to save an allocation
 
 	// What happened through this handle, for the HTTP layer.
 	issued  bool // the current token was stored by this handle (created or renewed)
@@ -85,10 +87,7 @@ func (s *Session) Get(ctx context.Context, key string) (any, error) {
 // Decode decodes the value of key into v and reports whether the key was
 // set. v is left alone when it was not.
 func (s *Session) Decode(ctx context.Context, key string, v any) (found bool, err error) {
-	if err := checkKey(key); err != nil {
-		return false, err
-	}
-	b, err := s.getRaw(ctx, key)
+	b, err := s.raw(ctx, key)
 	if err != nil || b == nil {
 		return false, err
 	}
@@ -111,11 +110,30 @@ func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
 	return vals[0], nil
 }
 
+// raw returns the stored bytes of key, nil if it is not set.
+func (s *Session) raw(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	return s.getRaw(ctx, key)
+}
+
+// The typed getters read the default codec's JSON directly when they can
+// (no decoder, no allocation) and fall back to decoding into an any, which
+// also covers custom codecs and hand-edited values.
+
 // GetString returns the value of key as a string, or "" if it is not set.
 // A number or bool (as left by a hand edit) comes back as its text.
 func (s *Session) GetString(ctx context.Context, key string) (string, error) {
-	v, err := s.Get(ctx, key)
-	if v == nil || err != nil {
+	b, err := s.raw(ctx, key)
+	if b == nil || err != nil {
+		return "", err
+	}
+	if s.m.jsonCodec && plainJSONString(b) {
+		return string(b[1 : len(b)-1]), nil
+	}
+	v, err := s.decodeAny(key, b)
+	if err != nil {
 		return "", err
 	}
 	switch x := v.(type) {
@@ -131,11 +149,42 @@ func (s *Session) GetString(ctx context.Context, key string) (string, error) {
 	return "", typeError(key, "a string", v)
 }
 
+// plainJSONString reports whether b is a JSON string whose content needs no
+// unescaping: quotes around printable UTF-8 with no backslash or quote.
+func plainJSONString(b []byte) bool {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return false
+	}
+	for _, c := range b[1 : len(b)-1] {
+		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Session) decodeAny(key string, b []byte) (any, error) {
+	var v any
+	if err := s.m.codec.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%w: key %q: %w", ErrDecode, key, err)
+	}
+	return v, nil
+}
+
 // GetInt returns the value of key as an int, or 0 if it is not set. A string
 // holding an integer is accepted.
 func (s *Session) GetInt(ctx context.Context, key string) (int, error) {
-	v, err := s.Get(ctx, key)
-	if v == nil || err != nil {
+	b, err := s.raw(ctx, key)
+	if b == nil || err != nil {
+		return 0, err
+	}
+	if s.m.jsonCodec {
+		if n, err := strconv.Atoi(string(b)); err == nil {
+			return n, nil
+		}
+	}
+	v, err := s.decodeAny(key, b)
+	if err != nil {
 		return 0, err
 	}
 	var text string
@@ -162,8 +211,12 @@ func (s *Session) GetInt(ctx context.Context, key string) (int, error) {
 // GetFloat returns the value of key as a float64, or 0 if it is not set. A
 // string holding a number is accepted.
 func (s *Session) GetFloat(ctx context.Context, key string) (float64, error) {
-	v, err := s.Get(ctx, key)
-	if v == nil || err != nil {
+	b, err := s.raw(ctx, key)
+	if b == nil || err != nil {
+		return 0, err
+	}
+	v, err := s.decodeAny(key, b)
+	if err != nil {
 		return 0, err
 	}
 	var text string
@@ -187,8 +240,20 @@ func (s *Session) GetFloat(ctx context.Context, key string) (float64, error) {
 // GetBool returns the value of key as a bool, or false if it is not set. A
 // string that strconv.ParseBool accepts is accepted.
 func (s *Session) GetBool(ctx context.Context, key string) (bool, error) {
-	v, err := s.Get(ctx, key)
-	if v == nil || err != nil {
+	b, err := s.raw(ctx, key)
+	if b == nil || err != nil {
+		return false, err
+	}
+	if s.m.jsonCodec {
+		switch string(b) {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+	}
+	v, err := s.decodeAny(key, b)
+	if err != nil {
 		return false, err
 	}
 	switch x := v.(type) {
@@ -206,8 +271,12 @@ func (s *Session) GetBool(ctx context.Context, key string) (bool, error) {
 // set. Times are stored as RFC 3339 strings with nanoseconds (the JSON form
 // of time.Time).
 func (s *Session) GetTime(ctx context.Context, key string) (time.Time, error) {
-	v, err := s.Get(ctx, key)
-	if v == nil || err != nil {
+	b, err := s.raw(ctx, key)
+	if b == nil || err != nil {
+		return time.Time{}, err
+	}
+	v, err := s.decodeAny(key, b)
+	if err != nil {
 		return time.Time{}, err
 	}
 	if x, ok := v.(string); ok {
@@ -228,7 +297,11 @@ func (s *Session) Set(ctx context.Context, key string, value any) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, []Field{f})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.one[0] = f
+	defer func() { s.one[0] = Field{} }()
+	return s.writeLocked(ctx, s.one[:])
 }
 
 // SetMany stores several values in one store operation, leaving other keys
@@ -242,12 +315,14 @@ func (s *Session) SetMany(ctx context.Context, values map[string]any) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, fields)
-}
-
-func (s *Session) write(ctx context.Context, fields []Field) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.writeLocked(ctx, fields)
+}
+
+// writeLocked writes fields to the stored session, or creates it with them.
+// Stores do not keep the slice, so Set can reuse s.one.
+func (s *Session) writeLocked(ctx context.Context, fields []Field) error {
 	if s.stored {
 		err := s.m.store.Set(ctx, s.key, fields, s.m.maxFields)
 		if err := s.result(err); err != nil || s.stored {

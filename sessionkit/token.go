@@ -45,12 +45,15 @@ func validToken(s string) bool {
 
 // tokenHash is the one-way hash of a token that the store and the logs see.
 func tokenHash(token string) [sha256.Size]byte {
-	return sha256.Sum256([]byte(token))
+	var b [TokenLength]byte // on the stack: a hash per request costs no allocation
+	return sha256.Sum256(append(b[:0], token...))
 }
 
+// storageKey is prefix and the base64url hash of token, built in one allocation.
 func storageKey(prefix, token string) string {
 	h := tokenHash(token)
-	return prefix + tokenEncoding.EncodeToString(h[:])
+	var buf [128]byte
+	return string(tokenEncoding.AppendEncode(append(buf[:0], prefix...), h[:]))
 }
 
 // LogID returns a short, non-reversible identifier of a token for logs:
