@@ -450,6 +450,11 @@ var storeCases = []testCase{
 		// Overwriting existing fields does not count as growth.
 		require.NoError(e, e.s.Set(e.ctx, k, fieldList("a", "new", "b", "two", "c", "3"), 3))
 		e.requireFields(k, fieldsOf("a", "new", "b", "two", "c", "3"))
+		// One new field over the limit is refused as well; one existing
+		// field at the limit is not.
+		require.ErrorIs(e, e.s.Set(e.ctx, k, fieldList("d", "4"), 3), sessionkit.ErrTooManyFields)
+		require.NoError(e, e.s.Set(e.ctx, k, fieldList("c", "three"), 3))
+		e.requireFields(k, fieldsOf("a", "new", "b", "two", "c", "three"))
 	}},
 	{"RenameMovesTheSessionAndTheOldKeyIsGone", func(e *env) {
 		k := e.create()

@@ -57,7 +57,7 @@ func fail(w http.ResponseWriter, err error) bool {
 
 func newSessionkit(addr string) *contender {
 	client := newGoRedis(addr)
-	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client), IdleTimeout: idle})
+	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client, nil), IdleTimeout: idle})
 	if err != nil {
 		panic(err)
 	}
@@ -121,7 +121,7 @@ func newRawFloor(addr string) *contender {
 	mux.HandleFunc("/setup", func(w http.ResponseWriter, r *http.Request) {
 		n := atoi(r.URL.Query().Get("n"))
 		token := fmt.Sprintf("t%d", time.Now().UnixNano())
-		args := []any{idle.Milliseconds(), (24 * time.Hour).Milliseconds(), "counter", "0"}
+		args := []any{time.Now().UnixMilli(), idle.Milliseconds(), (24 * time.Hour).Milliseconds(), "counter", "0"}
 		for i := range n {
 			args = append(args, attrName(i), `"`+attrValue()+`"`)
 		}
@@ -131,18 +131,18 @@ func newRawFloor(addr string) *contender {
 	})
 	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
 		k := key(r)
-		vals, err := get.Run(r.Context(), client, k, "counter").Slice()
+		vals, err := get.Run(r.Context(), client, k, time.Now().UnixMilli(), "counter").Slice()
 		if fail(w, err) {
 			return
 		}
-		s, _ := vals[0].(string)
-		fail(w, set.Run(r.Context(), client, k, maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
+		s, _ := vals[3].(string) // after the three metadata fields
+		fail(w, set.Run(r.Context(), client, k, time.Now().UnixMilli(), maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, set.Run(r.Context(), client, key(r), maxFields, r.URL.Query().Get("k"), "1").Err())
+		fail(w, set.Run(r.Context(), client, key(r), time.Now().UnixMilli(), maxFields, r.URL.Query().Get("k"), "1").Err())
 	})
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
-		ks, err := keys.Run(r.Context(), client, key(r)).StringSlice()
+		ks, err := keys.Run(r.Context(), client, key(r), time.Now().UnixMilli()).StringSlice()
 		if !fail(w, err) {
 			fmt.Fprint(w, countK(ks))
 		}

@@ -50,14 +50,14 @@ func Open(rawURL string) (sessionkit.Store, io.Closer, error) {
 			return nil, nil, badURL(rawURL, reason(err))
 		}
 		c := redis.NewClient(opts)
-		return redishash.New(c), c, nil
+		return redishash.New(c, nil), c, nil
 	case "redis+cluster":
 		opts, err := redis.ParseClusterURL("redis" + rawURL[len("redis+cluster"):])
 		if err != nil {
 			return nil, nil, badURL(rawURL, reason(err))
 		}
 		c := redis.NewClusterClient(opts)
-		return redishash.New(c), c, nil
+		return redishash.New(c, nil), c, nil
 	case "memcached":
 		servers, err := memcachedServers(rawURL)
 		if err != nil {

@@ -13,22 +13,27 @@
 // hash of the token, e.g. "session:3q2-…"), as a hash:
 //
 //	HGETALL session:3q2-…
-//	__sk_c  1764173838123   creation time, Unix ms (Redis TIME)
+//	__sk_d  1764260238123   deadline: creation + lifetime, Unix ms
 //	__sk_i  1800000         idle timeout, ms
-//	__sk_a  86400000        absolute lifetime from creation, ms
+//	__sk_c  1764173838123   creation, Unix ms
 //	cart    {"items":3}     one field per session key, the codec's bytes
 //	user    "ana"
 //
 // The three __sk_ fields are the metadata; session keys cannot start with
 // that prefix (sessionkit.ReservedPrefix). The key's TTL is always
-// min(idle, creation + lifetime - now): every operation sets it again in the
-// same script, so a key never lives without a TTL and never past its
-// lifetime. Values are the codec's bytes (JSON by default), so
-// `HSET session:3q2-… user '"bob"'` (or plain `bob`) edits a session by hand.
+// min(idle, deadline - now): every operation sets it again in the same
+// script, so a key never lives without a TTL and never past its deadline.
+// Times come from the Store's clock (Options.Clock, the application
+// servers' clocks, kept in step by NTP), not from Redis's TIME, which
+// measured as costly as the rest of a script. Values are the codec's bytes
+// (JSON by default), so `HSET session:3q2-… user '"bob"'` (or plain `bob`)
+// edits a session by hand.
 //
-// Small sessions stay in Redis's compact listpack encoding (up to
-// hash-max-listpack-entries fields, 128 by default, of up to
-// hash-max-listpack-value bytes, 64 by default).
+// Small sessions stay in Redis's compact listpack encoding: up to
+// hash-max-listpack-entries fields (128 by default, metadata included) of
+// values up to hash-max-listpack-value bytes (64 by default; a JSON string
+// of 62 characters already reaches it). docs/backends.md has the measured
+// memory per session.
 //
 // # Round trips
 //
@@ -60,22 +65,42 @@ import (
 
 // The metadata fields of every session hash.
 const (
-	fieldCreated  = sessionkit.ReservedPrefix + "c"
-	fieldIdle     = sessionkit.ReservedPrefix + "i"
-	fieldAbsolute = sessionkit.ReservedPrefix + "a"
+	fieldDeadline = sessionkit.ReservedPrefix + "d" // creation + lifetime, Unix ms
+	fieldIdle     = sessionkit.ReservedPrefix + "i" // idle timeout, ms
+	fieldCreated  = sessionkit.ReservedPrefix + "c" // creation, Unix ms
 	metaCount     = "3"
 )
+
+// Options configures a Store. The zero value means defaults.
+type Options struct {
+	// Clock returns the current time. Default time.Now. The absolute
+	// lifetime is measured on this clock (the application servers', kept
+	// in step by NTP); the idle timeout is a Redis TTL.
+	Clock func() time.Time
+}
 
 // Store is a sessionkit.Store on Redis hashes.
 type Store struct {
 	client redis.UniversalClient
+	now    func() time.Time
 }
 
 var _ sessionkit.Store = (*Store)(nil)
 
-// New returns a Store on client. The Store does not own the client: closing
-// it is the caller's job.
-func New(client redis.UniversalClient) *Store { return &Store{client: client} }
+// New returns a Store on client; opts may be nil. The Store does not own the
+// client: closing it is the caller's job.
+func New(client redis.UniversalClient, opts *Options) *Store {
+	s := &Store{client: client, now: time.Now}
+	if opts != nil && opts.Clock != nil {
+		s.now = opts.Clock
+	}
+	return s
+}
+
+// args starts a script's ARGV with the clock, with room for n more.
+func (s *Store) args(n int) []any {
+	return append(make([]any, 0, 1+n), s.now().UnixMilli())
+}
 
 func wrap(op string, err error) error {
 	return sessionkit.BackendError("redishash: "+op, err)
@@ -129,7 +154,7 @@ func (s *Store) list(ctx context.Context, op string, sc *redis.Script, key strin
 }
 
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
-	args, err := pairs(append(make([]any, 0, 2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
+	args, err := pairs(append(s.args(2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
 	if err != nil {
 		return err
 	}
@@ -144,14 +169,15 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 }
 
 func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte, error) {
-	args := make([]any, len(names))
-	for i, n := range names {
-		args[i] = n
+	args := s.args(len(names))
+	for _, n := range names {
+		args = append(args, n)
 	}
 	vals, err := s.list(ctx, "get", getScript, key, args...)
 	if err != nil {
 		return nil, err
 	}
+	vals = vals[2:] // the deadline and idle timeout came first
 	out := make([][]byte, len(vals))
 	for i, v := range vals {
 		if str, ok := v.(string); ok {
@@ -162,7 +188,7 @@ func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte,
 }
 
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
-	vals, err := s.list(ctx, "getall", getAllScript, key)
+	vals, err := s.list(ctx, "getall", getAllScript, key, s.args(0)...)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +205,7 @@ func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, erro
 }
 
 func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
-	vals, err := s.list(ctx, "keys", keysScript, key)
+	vals, err := s.list(ctx, "keys", keysScript, key, s.args(0)...)
 	if err != nil {
 		return nil, err
 	}
@@ -193,17 +219,17 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 }
 
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
-	n, err := s.status(ctx, "has", hasScript, key, name)
+	n, err := s.status(ctx, "has", hasScript, key, append(s.args(1), name)...)
 	return n == 1, err
 }
 
 func (s *Store) Len(ctx context.Context, key string) (int, error) {
-	n, err := s.status(ctx, "len", lenScript, key)
+	n, err := s.status(ctx, "len", lenScript, key, s.args(0)...)
 	return int(n), err
 }
 
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
-	args, err := pairs(append(make([]any, 0, 1+2*len(fields)), maxFields), fields)
+	args, err := pairs(append(s.args(1+2*len(fields)), maxFields), fields)
 	if err != nil {
 		return err
 	}
@@ -222,35 +248,35 @@ func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 		_, err := s.Touch(ctx, key)
 		return err
 	}
-	args := make([]any, len(names))
-	for i, n := range names {
-		args[i] = n
+	args := s.args(len(names))
+	for _, n := range names {
+		args = append(args, n)
 	}
 	_, err := s.status(ctx, "delete", deleteScript, key, args...)
 	return err
 }
 
 func (s *Store) Clear(ctx context.Context, key string) error {
-	_, err := s.status(ctx, "clear", clearScript, key)
+	_, err := s.status(ctx, "clear", clearScript, key, s.args(0)...)
 	return err
 }
 
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
-	n, err := s.status(ctx, "touch", touchScript, key)
+	n, err := s.status(ctx, "touch", touchScript, key, s.args(0)...)
 	return time.Duration(n) * time.Millisecond, err
 }
 
 func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
-	_, err := s.status(ctx, "setexpiry", setExpiryScript, key, ms(exp.Idle), ms(exp.Absolute))
+	_, err := s.status(ctx, "setexpiry", setExpiryScript, key, append(s.args(2), ms(exp.Idle), ms(exp.Absolute))...)
 	return err
 }
 
 func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
-	vals, err := s.list(ctx, "rename", getAllScript, oldKey)
+	vals, err := s.list(ctx, "rename", getAllScript, oldKey, s.args(0)...)
 	if err != nil {
 		return err
 	}
-	n, err := restoreScript.Run(ctx, s.client, []string{newKey}, vals...).Int64()
+	n, err := restoreScript.Run(ctx, s.client, []string{newKey}, append(s.args(len(vals)), vals...)...).Int64()
 	switch {
 	case err != nil:
 		return wrap("rename", err)

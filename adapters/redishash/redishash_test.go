@@ -38,19 +38,17 @@ func hset(client redis.UniversalClient) func(context.Context, string, string, []
 	}
 }
 
-// miniredisHarness runs the suite on miniredis, with its clock (TIME) and
-// its TTLs driven by the suite.
+// miniredisHarness runs the suite on miniredis, with the store's clock and
+// miniredis's TTLs driven by the suite.
 func miniredisHarness(t *testing.T) *adaptertest.Harness {
 	m := miniredis.RunT(t)
 	clock := adaptertest.NewClock()
-	m.SetTime(clock.Now())
 	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	return &adaptertest.Harness{
-		Store: redishash.New(client),
+		Store: redishash.New(client, &redishash.Options{Clock: clock.Now}),
 		Now:   clock.Now,
 		Advance: func(d time.Duration) {
 			clock.Advance(d)
-			m.SetTime(clock.Now())
 			m.FastForward(d)
 		},
 		TTL:    ttlOf(client),
@@ -70,7 +68,7 @@ func TestConformanceRedisServer(t *testing.T) {
 	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
 		require.NoError(t, client.FlushAll(t.Context()).Err())
 		return &adaptertest.Harness{
-			Store:  redishash.New(client),
+			Store:  redishash.New(client, nil),
 			TTL:    ttlOf(client),
 			SetRaw: hset(client),
 		}
@@ -80,7 +78,7 @@ func TestConformanceRedisServer(t *testing.T) {
 func TestUnreachableRedisIsUnavailableNotEmpty(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer client.Close()
-	s := redishash.New(client)
+	s := redishash.New(client, nil)
 	_, err := s.Get(t.Context(), "k", "a")
 	require.ErrorIs(t, err, sessionkit.ErrUnavailable)
 	var netErr interface{ Timeout() bool }

@@ -68,7 +68,7 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	c := &counter{}
 	client.AddHook(c)
-	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client)})
+	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client, nil)})
 	require.NoError(t, err)
 	ctx := t.Context()
 

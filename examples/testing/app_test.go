@@ -57,7 +57,7 @@ func TestLoginWithMiniredis(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	srv, c := newServer(t, redishash.New(rdb))
+	srv, c := newServer(t, redishash.New(rdb, nil))
 
 	require.Equal(t, "visit 1\n", get(t, c, srv.URL+"/visit"))
 	require.Len(t, mr.Keys(), 1)

@@ -61,7 +61,7 @@ func TestFootprintRedis(t *testing.T) {
 	for _, sh := range shapes {
 		require.NoError(t, rdb.FlushAll(ctx).Err())
 		before := usedMemory(t, rdb)
-		fill(t, manager(t, redishash.New(rdb)), sh)
+		fill(t, manager(t, redishash.New(rdb, nil)), sh)
 		report(t, "redis", sh, usedMemory(t, rdb)-before)
 		key := rdb.RandomKey(ctx).Val()
 		enc := rdb.ObjectEncoding(ctx, key).Val()
