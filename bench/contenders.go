@@ -135,7 +135,7 @@ func newRawFloor(addr string) *contender {
 		if fail(w, err) {
 			return
 		}
-		s, _ := vals[3].(string) // after the three metadata fields
+		s, _ := vals[2].(string) // after the deadline and idle timeout
 		fail(w, set.Run(r.Context(), client, k, time.Now().UnixMilli(), maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
@@ -270,4 +270,3 @@ func newIris(addr string) *contender {
 	}
 	return &contender{name: "iris", handler: app, close: func() { client.Close() }}
 }
-

@@ -195,8 +195,8 @@ func median(xs []float64) float64 {
 
 // row is one contender in one cell: medians over the rounds.
 type row struct {
-	name                                                         string
-	n, c                                                         int
+	name                                                       string
+	n, c                                                       int
 	us, rps, trips, bytes, allocs, ratio, allocRatio, selfToN1 float64
 }
 
@@ -274,4 +274,3 @@ func probe(contenders []*contender) {
 		fmt.Printf("  %-10s %2d of 50 survive\n", ct.name, kept)
 	}
 }
-
