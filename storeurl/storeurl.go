@@ -39,52 +39,68 @@ var ErrBadURL = errors.New("storeurl: bad store URL")
 // Open returns the store rawURL names and a Closer that releases its client
 // or file. It does not contact the backend: the first operation does.
 func Open(rawURL string) (sessionkit.Store, io.Closer, error) {
-	u, err := url.Parse(rawURL)
+	sp, err := parse(rawURL)
 	if err != nil {
-		return nil, nil, badURL(rawURL, reason(err))
+		return nil, nil, err
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "redis", "rediss":
-		opts, err := redis.ParseURL(rawURL)
-		if err != nil {
-			return nil, nil, badURL(rawURL, reason(err))
-		}
-		c := redis.NewClient(opts)
+	switch {
+	case sp.redis != nil:
+		c := redis.NewClient(sp.redis)
 		return redishash.New(c, nil), c, nil
-	case "redis+cluster":
-		opts, err := redis.ParseClusterURL("redis" + rawURL[len("redis+cluster"):])
-		if err != nil {
-			return nil, nil, badURL(rawURL, reason(err))
-		}
-		c := redis.NewClusterClient(opts)
+	case sp.cluster != nil:
+		c := redis.NewClusterClient(sp.cluster)
 		return redishash.New(c, nil), c, nil
-	case "memcached":
-		servers, err := memcachedServers(rawURL)
-		if err != nil {
-			return nil, nil, badURL(rawURL, err.Error())
-		}
-		c := memcache.New(servers...)
+	case sp.memcached != nil:
+		c := memcache.New(sp.memcached...)
 		return memcached.New(c, nil), c, nil
-	case "bbolt":
-		path, err := bboltPath(u)
-		if err != nil {
-			return nil, nil, badURL(rawURL, err.Error())
-		}
-		s, err := bbolt.Open(path, nil)
+	case sp.bboltPath != "":
+		s, err := bbolt.Open(sp.bboltPath, nil)
 		if err != nil {
 			return nil, nil, err
 		}
 		return s, s, nil
+	default:
+		return memory.New(nil), nopCloser{}, nil
+	}
+}
+
+// spec is a parsed store URL: exactly one field is set, or none for memory://.
+type spec struct {
+	redis     *redis.Options
+	cluster   *redis.ClusterOptions
+	memcached []string
+	bboltPath string
+}
+
+// parse checks rawURL and says what Open would open, touching nothing.
+func parse(rawURL string) (spec, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return spec{}, badURL(rawURL, reason(err))
+	}
+	var sp spec
+	switch strings.ToLower(u.Scheme) {
+	case "redis", "rediss":
+		sp.redis, err = redis.ParseURL(rawURL)
+	case "redis+cluster":
+		sp.cluster, err = redis.ParseClusterURL("redis" + rawURL[len("redis+cluster"):])
+	case "memcached":
+		sp.memcached, err = memcachedServers(rawURL)
+	case "bbolt":
+		sp.bboltPath, err = bboltPath(u)
 	case "memory":
 		if u.Host != "" || (u.Path != "" && u.Path != "/") || u.Opaque != "" {
-			return nil, nil, badURL(rawURL, "memory:// takes no host or path")
+			err = errors.New("memory:// takes no host or path")
 		}
-		return memory.New(nil), nopCloser{}, nil
 	case "":
-		return nil, nil, badURL(rawURL, "no scheme")
+		err = errors.New("no scheme")
 	default:
-		return nil, nil, badURL(rawURL, fmt.Sprintf("unknown scheme %q", u.Scheme))
+		err = fmt.Errorf("unknown scheme %q", u.Scheme)
 	}
+	if err != nil {
+		return spec{}, badURL(rawURL, reason(err))
+	}
+	return sp, nil
 }
 
 // memcachedServers splits memcached://h1:p1,h2:p2 (which net/url cannot

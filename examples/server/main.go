@@ -34,14 +34,17 @@ func main() {
 	addr := flag.String("addr", ":8199", "listen address")
 	storeURL := flag.String("store", defaultStore, "session store URL: "+fmt.Sprint(storeurl.Schemes))
 	maxAge := flag.Duration("max-age", time.Minute, "idle timeout of a session")
+	maxFields := flag.Int("max-fields", sessionkit.DefaultMaxFields, "most keys in one session")
+	maxValue := flag.Int("max-value", sessionkit.DefaultMaxValueSize, "largest value, in bytes (JSON-encoded)")
 	flag.Parse()
-	if err := run(*addr, *storeURL, *maxAge); err != nil {
+	opts := sessionkit.Options{IdleTimeout: *maxAge, MaxFields: *maxFields, MaxValueSize: *maxValue}
+	if err := run(*addr, *storeURL, opts); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, storeURL string, maxAge time.Duration) error {
-	m, closer, err := newManager(storeURL, maxAge)
+func run(addr, storeURL string, opts sessionkit.Options) error {
+	m, closer, err := newManager(storeURL, opts)
 	if err != nil {
 		return err
 	}
@@ -55,21 +58,22 @@ func run(addr, storeURL string, maxAge time.Duration) error {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	log.Printf("listening on %s, sessions in %s, idle timeout %v", addr, storeurl.Redact(storeURL), maxAge)
+	log.Printf("listening on %s, sessions in %s, idle timeout %v", addr, storeurl.Redact(storeURL), m.Expiry().Idle)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
-// newManager opens the store and returns a Manager on it, with the Closer
-// that releases the store.
-func newManager(storeURL string, maxAge time.Duration) (*sessionkit.Manager, io.Closer, error) {
+// newManager opens the store and returns a Manager on it with opts, and the
+// Closer that releases the store.
+func newManager(storeURL string, opts sessionkit.Options) (*sessionkit.Manager, io.Closer, error) {
 	store, closer, err := storeurl.Open(storeURL)
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := sessionkit.New(sessionkit.Options{Store: store, IdleTimeout: maxAge})
+	opts.Store = store
+	m, err := sessionkit.New(opts)
 	if err != nil {
 		closer.Close()
 		return nil, nil, err

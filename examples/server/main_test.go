@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,12 @@ type app struct {
 // startApp serves the example on addr ("127.0.0.1:0" for any port).
 func startApp(t *testing.T, addr, storeURL string, maxAge time.Duration) *app {
 	t.Helper()
-	m, closer, err := newManager(storeURL, maxAge)
+	return startAppWith(t, addr, storeURL, sessionkit.Options{IdleTimeout: maxAge})
+}
+
+func startAppWith(t *testing.T, addr, storeURL string, opts sessionkit.Options) *app {
+	t.Helper()
+	m, closer, err := newManager(storeURL, opts)
 	require.NoError(t, err)
 	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
@@ -219,11 +225,27 @@ func TestFiftyConcurrentSetsOnOneSessionAllSurvive(t *testing.T) {
 }
 
 func TestBadInputGetsAClearErrorAndTheSessionIsUnchanged(t *testing.T) {
-	a := startApp(t, "127.0.0.1:0", "memory://", time.Minute)
+	srv := testserver.Redis(t)
+	a := startAppWith(t, "127.0.0.1:0", "redis://"+srv.Addr+"/0", sessionkit.Options{MaxFields: 3, MaxValueSize: 100})
 	c := newClient(t)
 	c.get(a, "/set?key=a&value=1")
-	code, body := c.get(a, "/set?key=__sk_x&value=1")
-	require.Equal(t, http.StatusBadRequest, code)
-	require.Contains(t, body, "reserved")
-	require.Equal(t, map[string]any{"a": "1"}, c.session(a))
+	c.get(a, "/set?key=b&value=2")
+	want := map[string]any{"a": "1", "b": "2"}
+
+	for _, bad := range []struct{ path, says string }{
+		{"/set?key=__sk_x&value=1", "reserved prefix"},
+		{"/set?key=a&value=" + strings.Repeat("x", 200), "value too large"},
+		{"/set?key=c&value=3", ""}, // the third key fits
+		{"/set?key=d&value=4", "too many fields"},
+	} {
+		code, body := c.get(a, bad.path)
+		if bad.says == "" {
+			require.Equal(t, http.StatusOK, code, body)
+			want["c"] = "3"
+			continue
+		}
+		require.Equal(t, http.StatusBadRequest, code, bad.path)
+		require.Contains(t, body, bad.says, bad.path)
+		require.Equal(t, want, c.session(a), "the session is unchanged after %s", bad.path)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -230,4 +231,21 @@ func MemcachedStat(addr, name string) (int64, error) {
 			return strconv.ParseInt(v, 10, 64)
 		}
 	}
+}
+
+// Pause freezes the server process (SIGSTOP): connections stay open and
+// nothing answers, as with a hung server or a network partition. Resume
+// undoes it.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return fmt.Errorf("testserver: %s is not running", s.bin)
+	}
+	return s.cmd.Process.Signal(sig)
 }

@@ -1,0 +1,93 @@
+package sessionkit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// valueStore is a Store whose every field holds value; the fuzz targets
+// need nothing else from it.
+type valueStore struct {
+	Store
+	value []byte
+}
+
+func (s valueStore) Get(_ context.Context, _ string, names ...string) ([][]byte, error) {
+	out := make([][]byte, len(names))
+	for i := range out {
+		out[i] = s.value
+	}
+	return out, nil
+}
+
+// FuzzRequestToken feeds arbitrary Cookie headers and token headers to the
+// middleware's token parser: it must never panic, and must return either
+// nothing or a well-formed token that the request really carried.
+func FuzzRequestToken(f *testing.F) {
+	tok := newToken()
+	for _, seed := range []string{"session=" + tok, "a=b; session=" + tok + "; c=d", "session=", "session=" + tok + "x", ";;;", "session=\"" + tok + "\"", tok} {
+		f.Add(seed, tok)
+	}
+	cookieM, _ := New(Options{Store: valueStore{}})
+	headerM, _ := New(Options{Store: valueStore{}, Header: "X-Session"})
+	f.Fuzz(func(t *testing.T, cookie, header string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header["Cookie"] = []string{cookie}
+		r.Header["X-Session"] = []string{header}
+		for _, got := range []string{cookieM.requestToken(r), headerM.requestToken(r)} {
+			if got == "" {
+				continue
+			}
+			if !validToken(got) {
+				t.Fatalf("accepted a malformed token %q", got)
+			}
+			if !strings.Contains(cookie, got) && header != got {
+				t.Fatalf("returned %q, which the request did not carry", got)
+			}
+		}
+	})
+}
+
+// FuzzStoredValue reads arbitrary stored bytes, as a hand edit could leave
+// them, through every getter: no panic, failures are ErrDecode, and bytes
+// that are not JSON read back as the string they spell.
+func FuzzStoredValue(f *testing.F) {
+	for _, seed := range []string{`"ana"`, `42`, `-7`, `2.5`, `true`, `"2026-11-26T16:17:18Z"`, `{"name":"ana"}`, `bob`, ``, `"unterminated`, `"\u00e9\n"`, "\xff", `1e400`, `[1,2]`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		m, err := New(Options{Store: valueStore{value: value}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := m.Load(newToken())
+		ctx := context.Background()
+		check := func(what string, err error) {
+			if err != nil && !errors.Is(err, ErrDecode) {
+				t.Fatalf("%s(%q): %v is not ErrDecode", what, value, err)
+			}
+		}
+		str, err := s.GetString(ctx, "k")
+		check("GetString", err)
+		if !json.Valid(value) && str != string(value) {
+			t.Fatalf("GetString(%q) = %q: a non-JSON value reads back as itself", value, str)
+		}
+		_, err = s.Get(ctx, "k")
+		check("Get", err)
+		_, err = s.GetInt(ctx, "k")
+		check("GetInt", err)
+		_, err = s.GetFloat(ctx, "k")
+		check("GetFloat", err)
+		_, err = s.GetBool(ctx, "k")
+		check("GetBool", err)
+		_, err = s.GetTime(ctx, "k")
+		check("GetTime", err)
+		var into struct{ Name string }
+		_, err = s.Decode(ctx, "k", &into)
+		check("Decode", err)
+	})
+}
