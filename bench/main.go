@@ -74,38 +74,42 @@ func main() {
 	fmt.Printf("sessionkit bench: redis %s, Go %s, %s/%s, %d CPUs, %d rounds × %d requests per cell\n\n",
 		srv.version(), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), *flagRounds, *flagRequests)
 
-	samples := map[cellKey][]sample{}
-	ratios := map[cellKey][]float64{} // time ratio to the floor, per round
+	// Every cell's sessions first, then rounds that visit every cell and,
+	// within a cell, every contender: drift hits all alike, and ratios are
+	// taken between measurements of the same round.
+	type cell struct{ n, c int }
+	var cells []cell
+	sessions := map[cellKey][][]*http.Cookie{}
 	for _, c := range concs {
 		for _, n := range sizes {
-			sessions := make(map[string][][]*http.Cookie, len(contenders))
+			cells = append(cells, cell{n, c})
 			for _, ct := range contenders {
-				sessions[ct.name] = setup(ct, n, c)
-				batch(ct, sessions[ct.name], 50) // warm-up: connections, scripts
+				k := cellKey{ct.name, n, c}
+				sessions[k] = setup(ct, n, c)
+				batch(ct, sessions[k], 50) // warm-up: connections, scripts
 			}
-			for range *flagRounds {
-				var floor float64
-				for _, ct := range contenders { // interleaved: drift hits all alike
-					s := measure(srv, admin, ct, sessions[ct.name])
-					k := cellKey{ct.name, n, c}
-					samples[k] = append(samples[k], s)
-					if ct.name == "raw-floor" {
-						floor = s.usPerReq
-					}
-					ratios[k] = append(ratios[k], s.usPerReq/floor)
-				}
-			}
-			fmt.Fprintf(os.Stderr, "done N=%d c=%d\n", n, c)
 		}
 	}
+	rounds := make([]map[cellKey]sample, *flagRounds)
+	for r := range rounds {
+		rounds[r] = map[cellKey]sample{}
+		for _, cl := range cells {
+			for _, ct := range contenders {
+				k := cellKey{ct.name, cl.n, cl.c}
+				rounds[r][k] = measure(srv, admin, ct, sessions[k])
+			}
+		}
+		fmt.Fprintf(os.Stderr, "round %d of %d done\n", r+1, len(rounds))
+	}
 
-	rows := report(names, sizes, concs, samples, ratios)
+	rows := report(names, sizes, concs, rounds)
 	if err := writeCSV(*flagCSV, rows); err != nil {
 		log.Fatal(err)
 	}
 	if err := writeSVG(*flagSVG, names, sizes, concs, rows); err != nil {
 		log.Fatal(err)
 	}
+	targets(sizes, concs, rounds)
 	probe(contenders)
 }
 
@@ -200,14 +204,16 @@ type row struct {
 	us, rps, trips, bytes, allocs, ratio, allocRatio, selfToN1 float64
 }
 
-func report(names []string, sizes, concs []int, samples map[cellKey][]sample, ratios map[cellKey][]float64) []row {
-	pick := func(k cellKey, f func(sample) float64) float64 {
-		var xs []float64
-		for _, s := range samples[k] {
-			xs = append(xs, f(s))
-		}
-		return median(xs)
+// perRound returns f of each round's samples, and its median.
+func perRound(rounds []map[cellKey]sample, f func(map[cellKey]sample) float64) float64 {
+	xs := make([]float64, len(rounds))
+	for i, r := range rounds {
+		xs[i] = f(r)
 	}
+	return median(xs)
+}
+
+func report(names []string, sizes, concs []int, rounds []map[cellKey]sample) []row {
 	var rows []row
 	for _, c := range concs {
 		fmt.Printf("c=%d (each goroutine on its own session)\n", c)
@@ -215,17 +221,22 @@ func report(names []string, sizes, concs []int, samples map[cellKey][]sample, ra
 		fmt.Fprintln(tw, "contender\tN\tµs/req\treq/s\t×floor\tround trips\tRedis B/req\tallocs/req\tallocs ×floor\t×own N=1\t")
 		for _, n := range sizes {
 			for _, name := range names {
-				k := cellKey{name, n, c}
-				r := row{name: name, n: n, c: c,
-					us:     pick(k, func(s sample) float64 { return s.usPerReq }),
-					rps:    pick(k, func(s sample) float64 { return s.reqPerSec }),
-					trips:  pick(k, func(s sample) float64 { return s.tripsPerReq }),
-					bytes:  pick(k, func(s sample) float64 { return s.bytesPerReq }),
-					allocs: pick(k, func(s sample) float64 { return s.allocsPerReq }),
-					ratio:  median(ratios[k]),
+				k, floor, n1 := cellKey{name, n, c}, cellKey{"raw-floor", n, c}, cellKey{name, sizes[0], c}
+				med := func(f func(sample) float64) float64 {
+					return perRound(rounds, func(r map[cellKey]sample) float64 { return f(r[k]) })
 				}
-				r.allocRatio = r.allocs / pick(cellKey{"raw-floor", n, c}, func(s sample) float64 { return s.allocsPerReq })
-				r.selfToN1 = r.us / pick(cellKey{name, sizes[0], c}, func(s sample) float64 { return s.usPerReq })
+				r := row{name: name, n: n, c: c,
+					us:     med(func(s sample) float64 { return s.usPerReq }),
+					rps:    med(func(s sample) float64 { return s.reqPerSec }),
+					trips:  med(func(s sample) float64 { return s.tripsPerReq }),
+					bytes:  med(func(s sample) float64 { return s.bytesPerReq }),
+					allocs: med(func(s sample) float64 { return s.allocsPerReq }),
+					ratio:  perRound(rounds, func(r map[cellKey]sample) float64 { return r[k].usPerReq / r[floor].usPerReq }),
+					allocRatio: perRound(rounds, func(r map[cellKey]sample) float64 {
+						return r[k].allocsPerReq / r[floor].allocsPerReq
+					}),
+					selfToN1: perRound(rounds, func(r map[cellKey]sample) float64 { return r[k].usPerReq / r[n1].usPerReq }),
+				}
 				rows = append(rows, r)
 				fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f\t%.2f\t%.2f\t%.0f\t%.1f\t%.2f\t%.2f\t\n",
 					name, n, r.us, r.rps, r.ratio, r.trips, r.bytes, r.allocs, r.allocRatio, r.selfToN1)
@@ -235,6 +246,47 @@ func report(names []string, sizes, concs []int, samples map[cellKey][]sample, ra
 		fmt.Println()
 	}
 	return rows
+}
+
+// targets checks the targets for sessionkit, each a median of
+// per-round ratios.
+func targets(sizes, concs []int, rounds []map[cellKey]sample) {
+	fmt.Println("targets (medians of per-round ratios)")
+	ratio := func(a, b cellKey, f func(sample) float64) float64 {
+		return perRound(rounds, func(r map[cellKey]sample) float64 { return f(r[a]) / f(r[b]) })
+	}
+	us := func(s sample) float64 { return s.usPerReq }
+	check := func(what string, got float64, ok bool) {
+		verdict := "MISS"
+		if ok {
+			verdict = "ok"
+		}
+		fmt.Printf("  %-4s %-58s %.2f\n", verdict, what, got)
+	}
+	first, last := sizes[0], sizes[len(sizes)-1]
+	for _, c := range concs {
+		for _, n := range sizes {
+			sk := cellKey{"sessionkit", n, c}
+			x := ratio(sk, cellKey{"raw-floor", n, c}, us)
+			check(fmt.Sprintf("c=%d N=%d: time ÷ raw floor ≤ 1.15", c, n), x, x <= 1.15)
+			x = ratio(sk, cellKey{"raw-floor", n, c}, func(s sample) float64 { return s.allocsPerReq })
+			check(fmt.Sprintf("c=%d N=%d: allocations ÷ raw floor ≤ 1.3", c, n), x, x <= 1.3)
+			x = ratio(sk, cellKey{"iris", n, c}, us)
+			check(fmt.Sprintf("c=%d N=%d: time ÷ iris ≤ 1", c, n), x, x <= 1)
+		}
+		x := ratio(cellKey{"sessionkit", last, c}, cellKey{"sessionkit", first, c}, us)
+		check(fmt.Sprintf("c=%d: time at N=%d ÷ time at N=%d ≤ 1.2", c, last, first), x, x <= 1.2)
+		x = ratio(cellKey{"sessionkit", last, c}, cellKey{"sessionkit", first, c}, func(s sample) float64 { return s.bytesPerReq })
+		check(fmt.Sprintf("c=%d: Redis bytes at N=%d ÷ at N=%d ≤ 1 (+1%%)", c, last, first), x, x <= 1.01)
+		x = ratio(cellKey{"scs", first, c}, cellKey{"sessionkit", first, c}, us)
+		check(fmt.Sprintf("c=%d N=%d: scs time ÷ sessionkit time ≥ 1", c, first), x, x >= 1)
+		want := map[int]float64{1: 10, 16: 25}[c]
+		if want > 0 {
+			x = ratio(cellKey{"scs", last, c}, cellKey{"sessionkit", last, c}, us)
+			check(fmt.Sprintf("c=%d N=%d: scs time ÷ sessionkit time ≥ %.0f", c, last, want), x, x >= want)
+		}
+	}
+	fmt.Println()
 }
 
 func writeCSV(path string, rows []row) error {

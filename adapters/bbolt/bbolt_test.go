@@ -89,3 +89,12 @@ func TestASecondOpenOfTheFileFailsClearly(t *testing.T) {
 	_, err := bbolt.Open(path, &bbolt.Options{LockTimeout: 50 * time.Millisecond})
 	require.ErrorContains(t, err, "belongs to one process")
 }
+
+func BenchmarkStore(b *testing.B) {
+	s, err := bbolt.Open(filepath.Join(b.TempDir(), "bench.db"), &bbolt.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	adaptertest.Benchmark(b, s)
+}

@@ -123,3 +123,9 @@ func TestOversizeSessionIsRefusedAndUnchanged(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string][]byte{"a": []byte("1")}, all)
 }
+
+func BenchmarkStore(b *testing.B) {
+	client := memcache.New(testserver.Memcached(b).Addr)
+	defer client.Close()
+	adaptertest.Benchmark(b, New(client, nil))
+}

@@ -51,3 +51,5 @@ func TestExpiredSessionsAreSweptFromMemory(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 }
+
+func BenchmarkStore(b *testing.B) { adaptertest.Benchmark(b, memory.New(nil)) }

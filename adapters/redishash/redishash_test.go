@@ -84,3 +84,11 @@ func TestUnreachableRedisIsUnavailableNotEmpty(t *testing.T) {
 	var netErr interface{ Timeout() bool }
 	require.True(t, errors.As(err, &netErr), "the client's own error stays reachable: %v", err)
 }
+
+// BenchmarkStore runs on a real redis-server: round trips on loopback, not
+// miniredis's in-process shortcuts.
+func BenchmarkStore(b *testing.B) {
+	client := redis.NewClient(&redis.Options{Addr: testserver.Redis(b).Addr})
+	defer client.Close()
+	adaptertest.Benchmark(b, redishash.New(client, nil))
+}
