@@ -101,6 +101,23 @@ type Store interface {
 	Destroy(ctx context.Context, key string) error
 }
 
+// TooManyFields reports whether writing fields to a record that holds
+// current fields, has telling which names it holds, would leave more than
+// maxFields (maxFields <= 0: no limit). Adapters call it to enforce Set's
+// limit before writing anything.
+func TooManyFields(current int, fields []Field, maxFields int, has func(name string) bool) bool {
+	if maxFields <= 0 {
+		return false
+	}
+	n := current
+	for _, f := range fields {
+		if !has(f.Name) {
+			n++
+		}
+	}
+	return n > maxFields
+}
+
 // Counter is an optional interface that may be implemented by a Store. It
 // counts the live sessions. A Store that does not implement Counter cannot
 // count its sessions.

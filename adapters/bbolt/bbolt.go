@@ -430,16 +430,9 @@ func count(b *bolt.Bucket) int {
 
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	return s.update(ctx, "set", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
-		if maxFields > 0 {
-			n := count(b)
-			for _, f := range fields {
-				if !has(b, []byte(f.Name)) {
-					n++
-				}
-			}
-			if n > maxFields {
-				return sessionkit.ErrTooManyFields
-			}
+		// count walks the bucket: only when there is a limit to check.
+		if maxFields > 0 && sessionkit.TooManyFields(count(b), fields, maxFields, func(name string) bool { return has(b, []byte(name)) }) {
+			return sessionkit.ErrTooManyFields
 		}
 		return putFields(b, fields)
 	})

@@ -170,6 +170,11 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
+func (r *record) has(name string) bool {
+	_, ok := r.fields[name]
+	return ok
+}
+
 // ttl is the time left from now (Unix ms) under the record's policy.
 func (r *record) ttl(now int64) int64 { return min(r.idle, r.created+r.absolute-now) }
 
@@ -373,16 +378,8 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	return s.modify(ctx, "set", key, func(r *record) error {
-		if maxFields > 0 {
-			n := len(r.fields)
-			for _, f := range fields {
-				if _, ok := r.fields[f.Name]; !ok {
-					n++
-				}
-			}
-			if n > maxFields {
-				return sessionkit.ErrTooManyFields
-			}
+		if sessionkit.TooManyFields(len(r.fields), fields, maxFields, r.has) {
+			return sessionkit.ErrTooManyFields
 		}
 		for _, f := range fields {
 			r.fields[f.Name] = f.Value // encoded (copied) before modify returns

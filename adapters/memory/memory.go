@@ -97,6 +97,11 @@ func (s *Store) sweep(now time.Time) {
 	}
 }
 
+func (r *record) has(name string) bool {
+	_, ok := r.fields[name]
+	return ok
+}
+
 func cloneFields(fields map[string][]byte) map[string][]byte {
 	out := make(map[string][]byte, len(fields))
 	for k, v := range fields {
@@ -201,16 +206,8 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 	if err != nil {
 		return err
 	}
-	if maxFields > 0 {
-		n := len(r.fields)
-		for _, f := range fields {
-			if _, ok := r.fields[f.Name]; !ok {
-				n++
-			}
-		}
-		if n > maxFields {
-			return sessionkit.ErrTooManyFields
-		}
+	if sessionkit.TooManyFields(len(r.fields), fields, maxFields, r.has) {
+		return sessionkit.ErrTooManyFields
 	}
 	for _, f := range fields {
 		r.fields[f.Name] = clone(f.Value)
