@@ -82,13 +82,7 @@ func RedisCluster(t testing.TB, masters, replicas int) *Cluster {
 				// over, as docs/operations.md recommends for sessions.
 				"--cluster-require-full-coverage", "no",
 			},
-			ready: func(addr string) error {
-				reply, err := command(addr, "PING")
-				if err == nil && reply != "+PONG" {
-					err = fmt.Errorf("PING answered %q", reply)
-				}
-				return err
-			},
+			ready: ping,
 		}
 		if err := s.Start(); err != nil {
 			t.Fatalf("testserver: cluster node: %v", err)

@@ -159,13 +159,16 @@ func Redis(t testing.TB, extraArgs ...string) *Server {
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--save", "", "--appendonly", "no", "--protected-mode", "no",
 		}, extraArgs...)
-	}, func(addr string) error {
-		reply, err := command(addr, "PING")
-		if err == nil && reply != "+PONG" {
-			err = fmt.Errorf("PING answered %q", reply)
-		}
-		return err
-	})
+	}, ping)
+}
+
+// ping is the readiness check of a redis-server (or Sentinel).
+func ping(addr string) error {
+	reply, err := command(addr, "PING")
+	if err == nil && reply != "+PONG" {
+		err = fmt.Errorf("PING answered %q", reply)
+	}
+	return err
 }
 
 // Memcached starts a memcached on a free loopback port.
