@@ -500,6 +500,23 @@ var storeCases = []testCase{
 		require.ErrorIs(e, e.s.Rename(ctx, k, e.key()), context.Canceled, "Rename")
 		e.requireFields(k, fieldsOf("a", "1", "b", "2"))
 	}},
+	{"CounterCountsOnlyLiveSessions", func(e *env) {
+		counter, ok := e.s.(sessionkit.Counter)
+		if !ok {
+			e.Skip("the store does not implement sessionkit.Counter")
+		}
+		short := sessionkit.Expiry{Idle: 3 * e.unit(), Absolute: 300 * e.unit()}
+		gone := e.createWith(short, nil)
+		e.create()
+		e.create()
+		n, err := counter.Count(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, 3, n)
+		e.waitGone(gone, short.Idle)
+		n, err = counter.Count(e.ctx)
+		require.NoError(e, err)
+		require.Equal(e, 2, n, "an expired session is not counted, swept or not")
+	}},
 	{"HandEditedFieldIsReadBack", func(e *env) {
 		if e.h.SetRaw == nil {
 			e.Skip("the harness has no SetRaw")
