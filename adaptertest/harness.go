@@ -43,8 +43,8 @@ type Harness struct {
 
 	// TTL reads the backend's own remaining expiry of the record under key,
 	// without refreshing it. ok is false when there is no record. A record
-	// without any expiry must be reported with ok true and ttl <= 0.
-	// Required.
+	// without any expiry must be reported with ok true and a negative ttl
+	// (0 is a record in its last millisecond). Required.
 	TTL func(ctx context.Context, key string) (ttl time.Duration, ok bool, err error)
 
 	// SetRaw writes value into one field of the record under key directly

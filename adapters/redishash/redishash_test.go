@@ -26,7 +26,7 @@ func ttlOf(client redis.UniversalClient) func(context.Context, string) (time.Dur
 		case ms == -2:
 			return 0, false, nil
 		case ms == -1:
-			return 0, true, nil // a key without expiry
+			return -1, true, nil // a key without expiry
 		}
 		return time.Duration(ms) * time.Millisecond, true, nil
 	}
