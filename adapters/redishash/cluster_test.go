@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionkit/sessionkit/adapters/redishash"
-	"github.com/sessionkit/sessionkit/adaptertest"
 	"github.com/sessionkit/sessionkit/internal/testserver"
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
@@ -28,15 +27,8 @@ func clusterClient(t *testing.T, c *testserver.Cluster) *redis.ClusterClient {
 // of 3 masters and 3 replicas, through redis.NewClusterClient.
 func TestConformanceRedisCluster(t *testing.T) {
 	client := clusterClient(t, testserver.RedisCluster(t, 3, 1))
-	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
-		require.NoError(t, client.ForEachMaster(t.Context(), func(ctx context.Context, c *redis.Client) error {
-			return c.FlushAll(ctx).Err()
-		}))
-		return &adaptertest.Harness{
-			Store:  redishash.New(client, nil),
-			TTL:    ttlOf(client),
-			SetRaw: hset(client),
-		}
+	runOnRealRedis(t, client, func(ctx context.Context) error {
+		return client.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.FlushAll(ctx).Err() })
 	})
 }
 

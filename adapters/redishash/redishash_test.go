@@ -59,20 +59,25 @@ func miniredisHarness(t *testing.T) *adaptertest.Harness {
 
 func TestConformanceMiniredis(t *testing.T) { adaptertest.Run(t, miniredisHarness) }
 
-// TestConformanceRedisServer runs the suite on a real redis-server, on the
-// wall clock.
-func TestConformanceRedisServer(t *testing.T) {
-	srv := testserver.Redis(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	t.Cleanup(func() { client.Close() })
+// runOnRealRedis runs the suite through client on a real deployment, on the
+// wall clock, emptying it with flush before every subtest.
+func runOnRealRedis(t *testing.T, client redis.UniversalClient, flush func(context.Context) error) {
 	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
-		require.NoError(t, client.FlushAll(t.Context()).Err())
+		require.NoError(t, flush(t.Context()))
 		return &adaptertest.Harness{
 			Store:  redishash.New(client, nil),
 			TTL:    ttlOf(client),
 			SetRaw: hset(client),
 		}
 	})
+}
+
+// TestConformanceRedisServer runs the suite on a real redis-server.
+func TestConformanceRedisServer(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	runOnRealRedis(t, client, func(ctx context.Context) error { return client.FlushAll(ctx).Err() })
 }
 
 func TestUnreachableRedisIsUnavailableNotEmpty(t *testing.T) {
