@@ -138,11 +138,8 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// checkExpiry refuses a policy the stores cannot keep: they count in ms.
 func checkExpiry(e Expiry) error {
-	if e.Idle <= 0 || e.Absolute <= 0 {
-		return fmt.Errorf("sessionkit: idle timeout (%v) and lifetime (%v) must be positive", e.Idle, e.Absolute)
-	}
-	// Stores keep expiries in milliseconds.
 	if e.Idle < time.Millisecond || e.Absolute < time.Millisecond {
 		return fmt.Errorf("sessionkit: idle timeout (%v) and lifetime (%v) must be at least 1ms", e.Idle, e.Absolute)
 	}

@@ -124,9 +124,3 @@ func TooManyFields(current int, fields []Field, maxFields int, has func(name str
 type Counter interface {
 	Count(ctx context.Context) (int, error)
 }
-
-// Closer is implemented by stores that hold resources (connections, files,
-// goroutines) released by Close. Operations after Close return ErrClosed.
-type Closer interface {
-	Close() error
-}

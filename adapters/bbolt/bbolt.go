@@ -65,7 +65,8 @@ var (
 )
 
 // Store is a sessionkit.Store in a bbolt file. It implements
-// sessionkit.Counter and sessionkit.Closer.
+// sessionkit.Counter and io.Closer; operations after Close return
+// sessionkit.ErrClosed.
 type Store struct {
 	db   *bolt.DB
 	now  func() time.Time
@@ -77,7 +78,6 @@ type Store struct {
 var (
 	_ sessionkit.Store   = (*Store)(nil)
 	_ sessionkit.Counter = (*Store)(nil)
-	_ sessionkit.Closer  = (*Store)(nil)
 )
 
 // Open opens (or creates) the bbolt file at path and starts the sweeper.
