@@ -37,6 +37,7 @@ var (
 	flagConc     = flag.String("c", "1,16", "concurrencies (goroutines, each on its own session)")
 	flagCSV      = flag.String("csv", "results.csv", "CSV output")
 	flagSVG      = flag.String("svg", "performance.svg", "plot output")
+	flagProto    = flag.Bool("prototype", false, "also measure the design proposed in docs/performance.md (prototype.go)")
 )
 
 // sample is one contender's batch in one round.
@@ -61,6 +62,9 @@ func main() {
 	defer admin.Close()
 
 	contenders := []*contender{newRawFloor(srv.addr), newSessionkit(srv.addr), newSCS(srv.addr), newGorilla(srv.addr), newIris(srv.addr)}
+	if *flagProto {
+		contenders = append(contenders, newPrototype(srv.addr))
+	}
 	defer func() {
 		for _, c := range contenders {
 			c.close()
