@@ -93,6 +93,11 @@ func TestClusterFailover(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopTraffic := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer stopTraffic() // also when the test fails half-way
 	for addr, keys := range byMaster {
 		if addr == victim {
 			continue
@@ -133,8 +138,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	stopTraffic()
 	t.Logf("master %s killed: its sessions answered again after %v (cluster-node-timeout %v)", victim, recovered.Round(time.Millisecond), testserver.NodeTimeout)
 
 	for _, f := range failures {
