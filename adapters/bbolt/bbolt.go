@@ -320,18 +320,12 @@ func putFields(b *bolt.Bucket, fields []sessionkit.Field) error {
 		}
 		// bbolt keeps the slice until commit: hand it a copy, so the
 		// caller may reuse its bytes once we return.
-		if err := b.Put([]byte(f.Name), bytes.Clone(nonNil(f.Value))); err != nil {
+		// A non-nil copy: an empty value must stay a present field.
+		if err := b.Put([]byte(f.Name), append([]byte{}, f.Value...)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {

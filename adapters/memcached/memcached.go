@@ -30,7 +30,6 @@
 package memcached
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -158,16 +157,9 @@ func decode(b []byte) (*record, error) {
 		if !ok1 || !ok2 {
 			return nil, errCorrupt
 		}
-		r.fields[string(k)] = bytes.Clone(nonNil(v))
+		r.fields[string(k)] = append([]byte{}, v...) // non-nil even when empty
 	}
 	return r, nil
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 func (r *record) has(name string) bool {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,9 +98,9 @@ func (c *client) session(a *app) map[string]any {
 
 func (c *client) token(a *app) string {
 	c.t.Helper()
-	res, err := http.NewRequest("GET", "http://"+a.addr+"/", nil)
+	u, err := url.Parse("http://" + a.addr + "/")
 	require.NoError(c.t, err)
-	for _, ck := range c.jar.Cookies(res.URL) {
+	for _, ck := range c.jar.Cookies(u) {
 		if ck.Name == sessionkit.DefaultCookieName {
 			return ck.Value
 		}
