@@ -52,8 +52,48 @@ type Harness struct {
 	// hand-edit cases.
 	SetRaw func(ctx context.Context, key, field string, value []byte) error
 
+	// Corrupt damages the record under key directly in the backend, in the
+	// way kind says, as a hand edit, a bug or a bad restore would. It returns
+	// errors.ErrUnsupported for a kind that cannot happen on this backend;
+	// the cases for that kind are then skipped by name. Nil skips them all.
+	Corrupt func(ctx context.Context, key string, kind Corruption) error
+
 	// Close, if not nil, is called when the subtest ends.
 	Close func()
+}
+
+// Corruption is a way a record can be damaged from outside the adapter.
+type Corruption int
+
+const (
+	// MetadataRemoved: the adapter's own metadata is gone and the record
+	// no longer expires, as after `HDEL k __sk_d __sk_i __sk_c` and
+	// `PERSIST k` on Redis. The session fields stay.
+	MetadataRemoved Corruption = iota + 1
+	// MetadataMalformed: a metadata value is not one the adapter writes,
+	// as after `HSET k __sk_i 1.5` on Redis.
+	MetadataMalformed
+	// WrongType: the key holds another kind of value, with no expiry, as
+	// after `SET k x` over a Redis hash.
+	WrongType
+	// Garbage: the record's bytes cannot be decoded (a blob-shaped
+	// backend's item overwritten with junk, with no expiry where the
+	// backend allows it).
+	Garbage
+)
+
+func (c Corruption) String() string {
+	switch c {
+	case MetadataRemoved:
+		return "MetadataRemoved"
+	case MetadataMalformed:
+		return "MetadataMalformed"
+	case WrongType:
+		return "WrongType"
+	case Garbage:
+		return "Garbage"
+	}
+	return "Corruption(?)"
 }
 
 // Maker returns a fresh Harness for one subtest. It may call t.Skip or

@@ -2,6 +2,7 @@ package adaptertest
 
 import (
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
 
@@ -122,8 +123,9 @@ var managerCases = []testCase{
 		s := m.NewSession()
 		require.NoError(e, s.Set(e.ctx, "a", 1))
 		key := m.StorageKey(s.Token())
-		require.Regexp(e, `^myapp:sess:[A-Za-z0-9_-]{43}$`, key)
-		require.NotContains(e, key, s.Token())
+		tag := s.Token()[:4]
+		require.Regexp(e, `^myapp:sess:\{`+regexp.QuoteMeta(tag)+`\}[A-Za-z0-9_-]{43}$`, key, "the token's tag is the key's Cluster hash tag")
+		require.NotContains(e, key, s.Token()[5:])
 		e.requireExpiryWithin(key, e.expiry().Idle)
 	}},
 	{"TokensAre256BitURLSafeAndMalformedOnesAreRefused", func(e *env) {
@@ -131,12 +133,13 @@ var managerCases = []testCase{
 		seen := map[string]bool{}
 		for range 100 {
 			tok := m.NewSession().Token()
-			require.Regexp(e, `^[A-Za-z0-9_-]{43}$`, tok)
+			require.Regexp(e, `^[A-Za-z0-9_-]{4}\.[A-Za-z0-9_-]{43}$`, tok)
 			require.False(e, seen[tok])
 			seen[tok] = true
 		}
 		good := m.NewSession().Token()
-		for _, bad := range []string{"", "short", good + "A", good[:42] + "!", good[:42] + " ", "../../etc/passwd", good[:42] + "B"} {
+		for _, bad := range []string{"", "short", good + "A", good[:47] + "!", good[:47] + " ", "../../etc/passwd", good[:47] + "B",
+			good[:4] + "_" + good[5:], good[5:], good[:4] + "!" + good[4:47]} {
 			if bad == good {
 				continue
 			}
@@ -178,20 +181,78 @@ var managerCases = []testCase{
 		old := s.Token()
 		require.NoError(e, s.Renew(e.ctx))
 		require.NotEqual(e, old, s.Token())
-		e.requireNoRecord(m.StorageKey(old))
+		require.Equal(e, old[:4], s.Token()[:4], "a renewed session keeps its tag, and so its Cluster slot")
 
 		stale := e.load(m, old)
-		v, err := stale.Get(e.ctx, "user")
-		require.NoError(e, err)
-		require.Nil(e, v, "the old token reads nothing")
-		require.NoError(e, stale.Set(e.ctx, "user", "mallory"))
-		require.NotEqual(e, old, stale.Token(), "a write with the old token does not revive it")
-		e.requireNoRecord(m.StorageKey(old))
+		_, err := stale.Get(e.ctx, "user")
+		require.ErrorIs(e, err, sessionkit.ErrRenewed, "the old token reads nothing")
+		require.ErrorIs(e, stale.Set(e.ctx, "user", "mallory"), sessionkit.ErrRenewed, "the old token writes nothing")
+		require.Equal(e, old, stale.Token(), "a renewed token does not start a fresh session either")
 
 		fresh := e.load(m, s.Token())
 		user, err := fresh.GetString(e.ctx, "user")
 		require.NoError(e, err)
 		require.Equal(e, "ana", user)
+	}},
+	{"ConcurrentRenewsLeaveOneLiveSession", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		for round := range 10 {
+			s := m.NewSession()
+			require.NoError(e, s.SetMany(e.ctx, map[string]any{"user": "ana", "role": "admin"}))
+			old := s.Token()
+			handles := []*sessionkit.Session{e.load(m, old), e.load(m, old), e.load(m, old), e.load(m, old)}
+			errs := make([]error, len(handles))
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i, h := range handles {
+				wg.Go(func() { <-start; errs[i] = h.Renew(e.ctx) })
+			}
+			close(start)
+			wg.Wait()
+			var winner *sessionkit.Session
+			for i, err := range errs {
+				if err == nil {
+					require.Nil(e, winner, "round %d: a second Renew succeeded", round)
+					winner = handles[i]
+					continue
+				}
+				require.ErrorIs(e, err, sessionkit.ErrRenewed, "round %d", round)
+				require.Equal(e, old, handles[i].Token(), "a losing Renew leaves its handle alone")
+				require.ErrorIs(e, handles[i].Delete(e.ctx, "role"), sessionkit.ErrRenewed, "a privilege drop through a losing handle is refused, not lost")
+			}
+			require.NotNil(e, winner, "round %d: one Renew wins", round)
+			role, err := e.load(m, winner.Token()).GetString(e.ctx, "role")
+			require.NoError(e, err)
+			require.Equal(e, "admin", role)
+			require.NoError(e, winner.Delete(e.ctx, "role"))
+			for _, h := range handles {
+				if h != winner {
+					_, err := h.Get(e.ctx, "role")
+					require.ErrorIs(e, err, sessionkit.ErrRenewed, "no second copy holds the dropped privilege")
+				}
+			}
+		}
+	}},
+	{"RenewRacingDestroyEndsTheSession", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		for round := range 10 {
+			s := m.NewSession()
+			require.NoError(e, s.Set(e.ctx, "user", "ana"))
+			renewing, destroying := e.load(m, s.Token()), e.load(m, s.Token())
+			var renewErr, destroyErr error
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			wg.Go(func() { <-start; renewErr = renewing.Renew(e.ctx) })
+			wg.Go(func() { <-start; destroyErr = destroying.Destroy(e.ctx) })
+			close(start)
+			wg.Wait()
+			require.NoError(e, renewErr)
+			require.NoError(e, destroyErr)
+			user, err := e.load(m, renewing.Token()).Get(e.ctx, "user")
+			require.NoError(e, err)
+			require.Nil(e, user, "round %d: logout ends the session whether or not a Renew came first", round)
+			e.requireNoRecord(m.StorageKey(renewing.Token()))
+		}
 	}},
 	{"DestroyEndsTheSession", func(e *env) {
 		m := e.manager(sessionkit.Options{})

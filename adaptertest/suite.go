@@ -71,9 +71,12 @@ func (e *env) expiry() sessionkit.Expiry {
 	return sessionkit.Expiry{Idle: 100 * e.unit(), Absolute: 300 * e.unit()}
 }
 
+// key returns a fresh key. Every key of one subtest carries the same Redis
+// Cluster hash tag, as every generation of one session does (Rename may
+// rely on it).
 func (e *env) key() string {
 	e.n++
-	return fmt.Sprintf("adaptertest:%s:%d", e.Name(), e.n)
+	return fmt.Sprintf("adaptertest:{%s}:%d", e.Name(), e.n)
 }
 
 // create makes a record with fields {"a": "1", "b": "2"} under the default
@@ -166,6 +169,37 @@ func (e *env) requireFields(key string, want map[string][]byte) {
 }
 
 var storeCases = []testCase{
+	{"CorruptRecordReadsAsGoneAndIsRemoved", func(e *env) {
+		if e.h.Corrupt == nil {
+			e.Skip("the harness has no Corrupt")
+		}
+		kinds := []Corruption{MetadataRemoved, MetadataMalformed, WrongType, Garbage}
+		ops := operations(e.expiry())
+		ops["Rename"] = func(ctx context.Context, s sessionkit.Store, k string) error { return s.Rename(ctx, k, k+":renamed") }
+		for _, kind := range kinds {
+			e.Run(kind.String(), func(t *testing.T) {
+				e := &env{T: t, h: e.h, s: e.s, ctx: e.ctx}
+				for name, op := range ops {
+					k := e.create()
+					err := e.h.Corrupt(e.ctx, k, kind)
+					if errors.Is(err, errors.ErrUnsupported) {
+						e.Skipf("%v cannot happen on this backend", kind)
+					}
+					require.NoError(e, err, "Harness.Corrupt")
+					err = op(e.ctx, e.s, k)
+					e.requireNotFound(err, name+" on a corrupt record reads it as gone, never as an outage")
+					e.requireNoRecord(k)
+					e.requireNoRecord(k + ":renamed")
+					require.NoError(e, e.s.Create(e.ctx, k, fieldList("a", "new"), e.expiry()), "the key is usable again")
+					e.requireFields(k, fieldsOf("a", "new"))
+				}
+				k := e.create()
+				require.NoError(e, e.h.Corrupt(e.ctx, k, kind))
+				require.NoError(e, e.s.Destroy(e.ctx, k), "Destroy removes a corrupt record")
+				e.requireNoRecord(k)
+			})
+		}
+	}},
 	{"CreateThenGetReturnsTheFields", func(e *env) {
 		k := e.create()
 		vals, err := e.s.Get(e.ctx, k, "a", "missing", "b")
@@ -461,17 +495,169 @@ var storeCases = []testCase{
 		require.NoError(e, e.s.Set(e.ctx, k, fieldList("c", "three"), 3))
 		e.requireFields(k, fieldsOf("a", "new", "b", "two", "c", "three"))
 	}},
-	{"RenameMovesTheSessionAndTheOldKeyIsGone", func(e *env) {
+	{"RenameMovesTheSessionAndTheOldKeyIsDead", func(e *env) {
 		k := e.create()
 		moved := e.key()
 		require.NoError(e, e.s.Rename(e.ctx, k, moved))
 		e.requireFields(moved, fieldsOf("a", "1", "b", "2"))
-		e.requireNoRecord(k)
 		_, err := e.s.Get(e.ctx, k, "a")
-		e.requireNotFound(err, "the old key is dead")
+		require.ErrorIs(e, err, sessionkit.ErrRenewed, "the old key is dead")
 		err = e.s.Set(e.ctx, k, fieldList("a", "x"), 0)
-		e.requireNotFound(err, "the old key takes no writes")
+		require.ErrorIs(e, err, sessionkit.ErrRenewed, "the old key takes no writes")
+		e.requireFields(moved, fieldsOf("a", "1", "b", "2"))
+	}},
+	{"RenameLeavesAMarkerThatRefusesEveryOperation", func(e *env) {
+		k := e.create()
+		moved := e.key()
+		require.NoError(e, e.s.Rename(e.ctx, k, moved))
+		for name, op := range operations(e.expiry()) {
+			require.ErrorIs(e, op(e.ctx, e.s, k), sessionkit.ErrRenewed, name)
+		}
+		other := e.key()
+		require.ErrorIs(e, e.s.Rename(e.ctx, k, other), sessionkit.ErrRenewed, "a second rename of the old key")
+		e.requireNoRecord(other)
+		require.ErrorIs(e, e.s.Create(e.ctx, k, fieldList("a", "x"), e.expiry()), sessionkit.ErrExists, "Create over a marker")
+		require.ErrorIs(e, e.s.Rename(e.ctx, e.create(), k), sessionkit.ErrExists, "Rename onto a marker")
+		e.requireExpiryWithin(k, sessionkit.RenewMarkerTTL)
+		e.requireFields(moved, fieldsOf("a", "1", "b", "2"))
+	}},
+	{"RenameMarkerLivesNoLongerThanTheSession", func(e *env) {
+		exp := sessionkit.Expiry{Idle: 3 * e.unit(), Absolute: 300 * e.unit()}
+		k := e.createWith(exp, fieldList("a", "1"))
+		moved := e.key()
+		require.NoError(e, e.s.Rename(e.ctx, k, moved))
+		e.requireExpiryWithin(k, exp.Idle)
+		e.waitGone(k, exp.Idle)
+		_, err := e.s.Get(e.ctx, k, "a")
+		e.requireNotFound(err, "once the marker is gone the old key is simply missing")
 		e.requireNoRecord(k)
+	}},
+	{"RenameMarkerEndsAfterRenewMarkerTTL", func(e *env) {
+		if !e.fakeClock() {
+			e.Skip("waits RenewMarkerTTL: fake clock only (the expiry bound itself is checked by RenameLeavesAMarkerThatRefusesEveryOperation)")
+		}
+		k := e.create() // idle 100 minutes
+		moved := e.key()
+		require.NoError(e, e.s.Rename(e.ctx, k, moved))
+		e.h.Advance(sessionkit.RenewMarkerTTL)
+		_, err := e.s.Get(e.ctx, k, "a")
+		e.requireNotFound(err, "the marker is gone after RenewMarkerTTL")
+		e.requireNoRecord(k)
+		e.requireFields(moved, fieldsOf("a", "1", "b", "2"))
+	}},
+	{"ConcurrentRenamesLeaveExactlyOneLiveCopy", func(e *env) {
+		const renamers = 4
+		for round := range 20 {
+			k := e.create()
+			targets := make([]string, renamers)
+			errs := make([]error, renamers)
+			for i := range targets {
+				targets[i] = e.key()
+			}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range renamers {
+				wg.Go(func() {
+					<-start
+					errs[i] = e.s.Rename(e.ctx, k, targets[i])
+				})
+			}
+			close(start)
+			wg.Wait()
+			won := 0
+			for i, err := range errs {
+				if err == nil {
+					won++
+					e.requireFields(targets[i], fieldsOf("a", "1", "b", "2"))
+					continue
+				}
+				require.ErrorIs(e, err, sessionkit.ErrRenewed, "round %d: a losing rename says the session was renewed", round)
+				e.requireNoRecord(targets[i])
+			}
+			require.Equal(e, 1, won, "round %d: exactly one of %d concurrent renames wins", round, renamers)
+		}
+	}},
+	{"WritesAndDeletesOverlappingARenameAreNeverLost", func(e *env) {
+		const writers = 10
+		for round := range 10 {
+			k := e.create()
+			for i := range writers {
+				require.NoError(e, e.s.Set(e.ctx, k, fieldList(fmt.Sprintf("d%d", i), "x"), 0))
+			}
+			moved := e.key()
+			setErrs := make([]error, writers)
+			delErrs := make([]error, writers)
+			var renameErr error
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range writers {
+				wg.Go(func() {
+					<-start
+					setErrs[i] = e.s.Set(e.ctx, k, fieldList(fmt.Sprintf("w%d", i), "x"), 0)
+				})
+				wg.Go(func() {
+					<-start
+					delErrs[i] = e.s.Delete(e.ctx, k, fmt.Sprintf("d%d", i))
+				})
+			}
+			wg.Go(func() {
+				<-start
+				renameErr = e.s.Rename(e.ctx, k, moved)
+			})
+			close(start)
+			wg.Wait()
+			require.NoError(e, renameErr)
+			got, err := e.s.GetAll(e.ctx, moved)
+			require.NoError(e, err)
+			for i := range writers {
+				w, d := fmt.Sprintf("w%d", i), fmt.Sprintf("d%d", i)
+				if setErrs[i] == nil {
+					require.Contains(e, got, w, "round %d: an acknowledged write is carried over", round)
+				} else {
+					require.ErrorIs(e, setErrs[i], sessionkit.ErrRenewed, "round %d", round)
+					require.NotContains(e, got, w, "round %d: a refused write wrote nothing", round)
+				}
+				if delErrs[i] == nil {
+					require.NotContains(e, got, d, "round %d: an acknowledged delete is carried over", round)
+				} else {
+					require.ErrorIs(e, delErrs[i], sessionkit.ErrRenewed, "round %d", round)
+					require.Contains(e, got, d, "round %d: a refused delete deleted nothing", round)
+				}
+			}
+		}
+	}},
+	{"RenameRacingDestroyLeavesNothingLive", func(e *env) {
+		for round := range 20 {
+			k := e.create()
+			moved := e.key()
+			var renameErr, destroyErr error
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			wg.Go(func() { <-start; renameErr = e.s.Rename(e.ctx, k, moved) })
+			wg.Go(func() { <-start; destroyErr = e.s.Destroy(e.ctx, k) })
+			close(start)
+			wg.Wait()
+			require.NoError(e, destroyErr)
+			if renameErr != nil {
+				e.requireNotFound(renameErr, "a rename that comes second finds the session destroyed")
+			}
+			_, err := e.s.Get(e.ctx, moved, "a")
+			e.requireNotFound(err, fmt.Sprintf("round %d: whichever ran first, the session is gone under its new key", round))
+			e.requireNoRecord(moved)
+			e.requireNoRecord(k)
+		}
+	}},
+	{"DestroyThroughARenamedKeyEndsTheSession", func(e *env) {
+		k := e.create()
+		second, third := e.key(), e.key()
+		require.NoError(e, e.s.Rename(e.ctx, k, second))
+		require.NoError(e, e.s.Rename(e.ctx, second, third))
+		require.NoError(e, e.s.Destroy(e.ctx, k), "logout through the first token")
+		for _, key := range []string{k, second, third} {
+			_, err := e.s.Get(e.ctx, key, "a")
+			e.requireNotFound(err, key)
+			e.requireNoRecord(key)
+		}
 	}},
 	{"RenameRefusesAnExistingTargetAndAMissingSource", func(e *env) {
 		k, other := e.create(), e.create()
@@ -490,6 +676,28 @@ var storeCases = []testCase{
 		e.waitGone(moved, exp.Absolute)
 		_, err := e.s.Get(e.ctx, moved, "a")
 		e.requireNotFound(err, "the renamed session ends when the original would have")
+	}},
+	{"CallsWithTenThousandNamesWork", func(e *env) {
+		const n = 10000
+		k := e.create()
+		fields := make([]sessionkit.Field, n)
+		names := make([]string, n)
+		for i := range fields {
+			names[i] = fmt.Sprintf("f%05d", i)
+			fields[i] = sessionkit.Field{Name: names[i], Value: []byte(fmt.Sprint(i))}
+		}
+		require.NoError(e, e.s.Set(e.ctx, k, fields, 0))
+		vals, err := e.s.Get(e.ctx, k, names...)
+		require.NoError(e, err)
+		require.Len(e, vals, n)
+		for i, v := range vals {
+			require.Equal(e, fields[i].Value, v, names[i])
+		}
+		count, err := e.s.Len(e.ctx, k)
+		require.NoError(e, err)
+		require.Equal(e, n+2, count)
+		require.NoError(e, e.s.Delete(e.ctx, k, names...))
+		e.requireFields(k, fieldsOf("a", "1", "b", "2"))
 	}},
 	{"CancelledContextReturnsTheContextError", func(e *env) {
 		k := e.create()

@@ -69,10 +69,10 @@ func newSessionkit(addr string) *contender {
 			values[attrName(i)] = attrValue()
 		}
 		values["counter"] = 0
-		fail(w, sessionkit.FromContext(r.Context()).SetMany(r.Context(), values))
+		fail(w, m.Session(r.Context()).SetMany(r.Context(), values))
 	})
 	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
-		s := sessionkit.FromContext(r.Context())
+		s := m.Session(r.Context())
 		n, err := s.GetInt(r.Context(), "counter")
 		if fail(w, err) {
 			return
@@ -80,10 +80,10 @@ func newSessionkit(addr string) *contender {
 		fail(w, s.Set(r.Context(), "counter", n+1))
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, sessionkit.FromContext(r.Context()).Set(r.Context(), r.URL.Query().Get("k"), 1))
+		fail(w, m.Session(r.Context()).Set(r.Context(), r.URL.Query().Get("k"), 1))
 	})
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
-		keys, err := sessionkit.FromContext(r.Context()).Keys(r.Context())
+		keys, err := m.Session(r.Context()).Keys(r.Context())
 		if !fail(w, err) {
 			fmt.Fprint(w, countK(keys))
 		}

@@ -34,7 +34,7 @@ func BenchmarkMiddlewareGetIntSet(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := sessionkit.FromContext(r.Context())
+		s := m.Session(r.Context())
 		n, err := s.GetInt(r.Context(), "counter")
 		if err == nil {
 			err = s.Set(r.Context(), "counter", n+1)

@@ -11,6 +11,18 @@ import (
 var (
 	// ErrNotFound: the session does not exist (never created, destroyed or expired).
 	ErrNotFound = errors.New("sessionkit: session not found")
+	// ErrRenewed: the request's token is stale. Another request renewed
+	// the session (Session.Renew) after this one read its token, and the
+	// client has been sent the new token. Nothing was read or written; the
+	// session itself is fine under its new token.
+	ErrRenewed = errors.New("sessionkit: session renewed by another request")
+	// ErrHeadersSent: a write through a request's session came after the
+	// response's headers went out, so the client could never learn of it
+	// (a new or renewed token, a destroyed session). Nothing was written.
+	ErrHeadersSent = errors.New("sessionkit: session written after the response headers were sent")
+	// ErrNoSession: Manager.Session was asked for the session of a request
+	// that the Manager's middleware did not serve.
+	ErrNoSession = errors.New("sessionkit: no session in this request context (is the handler behind Manager.Middleware?)")
 	// ErrExists: Create found a session under the key already.
 	ErrExists = errors.New("sessionkit: session already exists")
 	// ErrUnavailable: the backend could not be reached or failed.

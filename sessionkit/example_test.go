@@ -39,7 +39,7 @@ func Example() {
 func ExampleManager_Middleware() {
 	m, _ := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
 	app := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := sessionkit.FromContext(r.Context())
+		s := m.Session(r.Context())
 		if err := s.Set(r.Context(), "seen", true); err != nil {
 			m.HTTPError(w, r, err) // 503 by default
 			return
@@ -52,7 +52,7 @@ func ExampleManager_Middleware() {
 	fmt.Println(c.Name, len(c.Value), c.HttpOnly, c.SameSite == http.SameSiteLaxMode)
 	fmt.Println(rec.Header().Get("Cache-Control"), rec.Header().Get("Vary"))
 	// Output:
-	// session 43 true true
+	// session 48 true true
 	// no-store Cookie
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -25,11 +26,12 @@ func (s valueStore) Get(_ context.Context, _ string, names ...string) ([][]byte,
 }
 
 // FuzzRequestToken feeds arbitrary Cookie headers and token headers to the
-// middleware's token parser: it must never panic, and must return either
-// nothing or a well-formed token that the request really carried.
+// middleware's token parser: it must never panic, and must return at most
+// maxCandidates distinct well-formed tokens that the request really carried.
 func FuzzRequestToken(f *testing.F) {
 	tok := newToken()
-	for _, seed := range []string{"session=" + tok, "a=b; session=" + tok + "; c=d", "session=", "session=" + tok + "x", ";;;", "session=\"" + tok + "\"", tok} {
+	for _, seed := range []string{"session=" + tok, "a=b; session=" + tok + "; c=d", "session=", "session=" + tok + "x", ";;;", "session=\"" + tok + "\"", tok,
+		"session=" + newToken() + "; session=" + tok + "; session=" + newToken() + "; session=" + newToken()} {
 		f.Add(seed, tok)
 	}
 	cookieM, _ := New(Options{Store: valueStore{}})
@@ -38,15 +40,19 @@ func FuzzRequestToken(f *testing.F) {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header["Cookie"] = []string{cookie}
 		r.Header["X-Session"] = []string{header}
-		for _, got := range []string{cookieM.requestToken(r), headerM.requestToken(r)} {
-			if got == "" {
-				continue
-			}
-			if !validToken(got) {
-				t.Fatalf("accepted a malformed token %q", got)
-			}
-			if !strings.Contains(cookie, got) && header != got {
-				t.Fatalf("returned %q, which the request did not carry", got)
+		for _, m := range []*Manager{cookieM, headerM} {
+			var got [maxCandidates]string
+			n := m.requestTokens(r, &got)
+			for i, tok := range got[:n] {
+				if !validToken(tok) {
+					t.Fatalf("accepted a malformed token %q", tok)
+				}
+				if !strings.Contains(cookie, tok) && header != tok {
+					t.Fatalf("returned %q, which the request did not carry", tok)
+				}
+				if slices.Contains(got[:i], tok) {
+					t.Fatalf("returned %q twice", tok)
+				}
 			}
 		}
 	})

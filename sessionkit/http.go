@@ -2,7 +2,10 @@ package sessionkit
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,6 +16,11 @@ const DefaultCookieName = "session"
 // CookieOptions configures the cookie that carries the token. The zero value
 // is a host-only, HttpOnly, SameSite=Lax cookie named "session" on Path=/,
 // Secure when the request came over TLS, and kept until the browser closes.
+//
+// A Name starting with "__Host-" (recommended: the browser then refuses the
+// cookie from anywhere but this host, over anything but HTTPS) gets Secure
+// and Path=/ and no Domain; one starting with "__Secure-" gets Secure. New
+// refuses options that contradict the prefix.
 type CookieOptions struct {
 	Name   string // default DefaultCookieName
 	Path   string // default "/"
@@ -38,24 +46,76 @@ type CookieOptions struct {
 	Persist bool
 }
 
-type contextKey struct{}
+// contextKey keys a request's session in its context. Each Manager has its
+// own, so two Managers (a user session and an admin session, say) can serve
+// one request.
+type contextKey struct{ _ byte }
 
-// FromContext returns the session of a request served by
-// Manager.Middleware, or nil outside it.
-func FromContext(ctx context.Context) *Session {
-	s, _ := ctx.Value(contextKey{}).(*Session)
-	return s
+// Session returns the session of a request served by m.Middleware.
+//
+// It never returns nil. Outside m's middleware (a handler mounted without
+// it, or under another Manager's) it returns a handle whose every call
+// returns ErrNoSession, so a wiring mistake is an error, not a panic.
+func (m *Manager) Session(ctx context.Context) *Session {
+	if s, ok := ctx.Value(m.ctxKey).(*Session); ok {
+		return s
+	}
+	return &Session{m: m, detached: true}
 }
 
 // HTTPError answers a request whose session operation failed, through
-// Options.ErrorHandler (by default: 503 Service Unavailable, with a body
-// that carries neither the error nor the token).
+// Options.ErrorHandler. The default, DefaultErrorHandler, picks the status
+// from the error's sentinel and logs the error through Options.Logger.
 func (m *Manager) HTTPError(w http.ResponseWriter, r *http.Request, err error) {
 	m.errorHandler(w, r, err)
 }
 
-func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
-	http.Error(w, "session store unavailable", http.StatusServiceUnavailable)
+// ErrorStatus is the HTTP status that DefaultErrorHandler answers err with,
+// or 0 for none at all:
+//
+//   - 0 for a cancelled request (the client is gone) and for ErrHeadersSent
+//     (the status is already out);
+//   - 400 Bad Request for the caller's errors: ErrInvalidKey, ErrTooLarge,
+//     ErrTooManyFields, ErrEncode, ErrInvalidToken;
+//   - 409 Conflict for ErrRenewed (the request raced a Renew; a retry
+//     carries the new token);
+//   - 503 Service Unavailable for ErrUnavailable and a store that timed out;
+//   - 500 Internal Server Error for everything else (ErrDecode,
+//     ErrNoSession, …).
+func ErrorStatus(err error) int {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrHeadersSent):
+		return 0
+	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrTooLarge), errors.Is(err, ErrTooManyFields),
+		errors.Is(err, ErrEncode), errors.Is(err, ErrInvalidToken):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrRenewed):
+		return http.StatusConflict
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// DefaultErrorHandler answers with ErrorStatus(err) and a body that names
+// the status only: never the error's text, never a token. It logs the error
+// with the session's LogID: at Error level for a 5xx, at Debug level
+// otherwise.
+func (m *Manager) DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	code := ErrorStatus(err)
+	level := slog.LevelDebug
+	if code >= 500 {
+		level = slog.LevelError
+	}
+	ctx := r.Context()
+	if m.logger.Enabled(ctx, level) {
+		m.logger.LogAttrs(ctx, level, "sessionkit: session operation failed",
+			slog.String("session", m.Session(ctx).LogID()), slog.Int("status", code),
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+	}
+	if code != 0 {
+		http.Error(w, http.StatusText(code), code)
+	}
 }
 
 // Middleware puts a Session in the context of every request (FromContext)
@@ -75,51 +135,64 @@ func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// One allocation holds the request's session and its writer.
-		cw := &commitWriter{ResponseWriter: w, m: m, r: r, sent: m.requestToken(r)}
+		cw := &commitWriter{ResponseWriter: w, m: m, r: r}
 		s := &cw.session
-		if cw.sent != "" {
-			m.load(s, cw.sent) // requestToken returns only well-formed tokens
+		if n := m.requestTokens(r, &cw.sent); n > 0 {
+			m.load(s, cw.sent[0]) // requestTokens returns only well-formed tokens
+			s.nalt = copy(s.alt[:], cw.sent[1:n])
 		} else {
 			m.initFresh(s)
 		}
-		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), contextKey{}, s)))
+		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), m.ctxKey, s)))
 		cw.commitOnce()
 	})
 }
 
-// requestToken returns the first well-formed token the request carries, or "".
-func (m *Manager) requestToken(r *http.Request) string {
+// requestTokens fills out with the distinct well-formed tokens the request
+// carries, at most maxCandidates, in order, and returns how many.
+func (m *Manager) requestTokens(r *http.Request, out *[maxCandidates]string) int {
 	if m.header != "" {
 		if t := r.Header.Get(m.header); validToken(t) {
-			return t
+			out[0] = t
+			return 1
 		}
-		return ""
+		return 0
 	}
-	// Several cookies of one name can arrive (a parent domain's, a
-	// tossed one): take the first that is a token at all. Parsed here
-	// rather than with Request.Cookies, which allocates every cookie.
+	// Several cookies of one name can arrive (a parent domain's, one
+	// tossed from a sibling subdomain): the first that names a live
+	// session wins, so keep a few to try in order. Parsed here rather than
+	// with Request.Cookies, which allocates every cookie.
+	n := 0
 	for _, line := range r.Header["Cookie"] {
-		for line != "" {
+		for line != "" && n < maxCandidates {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if ok && name == m.cookie.Name && validToken(value) {
-				return value
+			if ok && name == m.cookie.Name && validToken(value) && !slices.Contains(out[:n], value) {
+				out[n] = value
+				n++
 			}
 		}
 	}
-	return ""
+	return n
 }
 
 // writeToken sets the response headers for the session's state, just
-// before the handler's response starts.
-func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session, sent string) {
+// before the handler's response starts, and seals the session against
+// writes the client could no longer learn of.
+func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session, sent []string) {
 	s.mu.Lock()
-	token, stored, issued, touched, exp, ownExpiry := s.token, s.stored, s.issued, s.touched, s.exp, s.ownExpiry
+	s.sealed = true
+	token, stored, issued, touched, exp, ownExpiry, destroyed, used := s.token, s.stored, s.issued, s.touched, s.exp, s.ownExpiry, s.destroyed, s.used
 	s.mu.Unlock()
 
 	h := w.Header()
 	h.Add("Vary", m.varyOn())
+	if used {
+		// The response may carry session data: no shared cache may keep
+		// it, whatever Vary says.
+		h.Set("Cache-Control", "no-store")
+	}
 	var value string
 	maxAge := 0 // until the browser closes
 	switch {
@@ -129,8 +202,10 @@ func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session,
 		value, maxAge = token, int(m.expiry.Idle/time.Second)
 	case stored && issued:
 		value = token
-	case !stored && sent != "":
+	case !stored && (destroyed || len(sent) == 1):
 		// Destroyed, or gone from the store: tell the client to forget it.
+		// When several cookies arrived and none was live, say nothing: a
+		// deletion could hit a cookie that another response is setting.
 	default:
 		return
 	}
@@ -169,7 +244,7 @@ type commitWriter struct {
 	http.ResponseWriter
 	m         *Manager
 	r         *http.Request
-	sent      string // the token the request carried, if well-formed
+	sent      [maxCandidates]string // the well-formed tokens the request carried
 	session   Session
 	committed bool
 }
@@ -177,8 +252,16 @@ type commitWriter struct {
 func (w *commitWriter) commitOnce() {
 	if !w.committed {
 		w.committed = true
-		w.m.writeToken(w.ResponseWriter, w.r, &w.session, w.sent)
+		w.m.writeToken(w.ResponseWriter, w.r, &w.session, w.sentTokens())
 	}
+}
+
+func (w *commitWriter) sentTokens() []string {
+	n := 0
+	for n < len(w.sent) && w.sent[n] != "" {
+		n++
+	}
+	return w.sent[:n]
 }
 
 func (w *commitWriter) WriteHeader(code int) {

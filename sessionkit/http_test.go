@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,7 +101,7 @@ func (f *fixture) app() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/none", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })
 	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
-		v, err := sessionkit.FromContext(r.Context()).GetString(r.Context(), "n")
+		v, err := f.m.Session(r.Context()).GetString(r.Context(), "n")
 		if err != nil {
 			f.m.HTTPError(w, r, err)
 			return
@@ -106,14 +109,14 @@ func (f *fixture) app() http.Handler {
 		io.WriteString(w, v)
 	})
 	mux.HandleFunc("/set", func(w http.ResponseWriter, r *http.Request) {
-		if err := sessionkit.FromContext(r.Context()).Set(r.Context(), "n", r.URL.Query().Get("v")); err != nil {
+		if err := f.m.Session(r.Context()).Set(r.Context(), "n", r.URL.Query().Get("v")); err != nil {
 			f.m.HTTPError(w, r, err)
 			return
 		}
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
-		s := sessionkit.FromContext(r.Context())
+		s := f.m.Session(r.Context())
 		if err := s.Renew(r.Context()); err != nil {
 			f.m.HTTPError(w, r, err)
 			return
@@ -125,7 +128,7 @@ func (f *fixture) app() http.Handler {
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("/remember", func(w http.ResponseWriter, r *http.Request) {
-		s := sessionkit.FromContext(r.Context())
+		s := f.m.Session(r.Context())
 		err := s.SetExpiry(r.Context(), sessionkit.Expiry{Idle: 7 * 24 * time.Hour, Absolute: 30 * 24 * time.Hour})
 		if err == nil {
 			err = s.Set(r.Context(), "remember", true)
@@ -135,7 +138,7 @@ func (f *fixture) app() http.Handler {
 		}
 	})
 	mux.HandleFunc("/del", func(w http.ResponseWriter, r *http.Request) {
-		if err := sessionkit.FromContext(r.Context()).Destroy(r.Context()); err != nil {
+		if err := f.m.Session(r.Context()).Destroy(r.Context()); err != nil {
 			f.m.HTTPError(w, r, err)
 			return
 		}
@@ -211,7 +214,7 @@ func TestWriteCreatesTheSessionAndSetsASecureByDefaultCookie(t *testing.T) {
 	res := f.do("/set?v=hello", "")
 	c := sessionCookie(t, res)
 	require.NotNil(t, c)
-	require.Regexp(t, `^[A-Za-z0-9_-]{43}$`, c.Value)
+	require.Regexp(t, `^[A-Za-z0-9_-]{4}\.[A-Za-z0-9_-]{43}$`, c.Value)
 	require.True(t, c.HttpOnly)
 	require.Equal(t, http.SameSiteLaxMode, c.SameSite)
 	require.Equal(t, "/", c.Path)
@@ -224,7 +227,10 @@ func TestWriteCreatesTheSessionAndSetsASecureByDefaultCookie(t *testing.T) {
 	require.Equal(t, "hello", body(t, res))
 	require.Nil(t, sessionCookie(t, res), "a read does not resend a browser-session cookie")
 	require.Contains(t, res.Header.Values("Vary"), "Cookie")
-	require.Empty(t, res.Header.Get("Cache-Control"))
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"), "a response built from session data is never cached")
+
+	res = f.do("/none", c.Value)
+	require.Empty(t, res.Header.Get("Cache-Control"), "a response that never used its session stays cacheable")
 }
 
 func TestCookieIsSecureUnderTLSAndConfigurable(t *testing.T) {
@@ -287,9 +293,218 @@ func TestLoginRenewKillsTheOldToken(t *testing.T) {
 	require.Equal(t, "cart", body(t, f.do("/get", c.Value)), "the data moved to the new token")
 
 	res := f.do("/get", old)
-	require.Empty(t, body(t, res), "the old token reads nothing")
-	_, ok := f.mem.TTL(f.m.StorageKey(old))
-	require.False(t, ok, "nothing is stored under the old token")
+	require.Equal(t, http.StatusConflict, res.StatusCode, "the old token reads nothing: it was renewed")
+	require.Nil(t, sessionCookie(t, res), "a request on a renewed token neither deletes nor replaces the client's cookie")
+	res = f.do("/set?v=mallory", old)
+	require.Equal(t, http.StatusConflict, res.StatusCode, "the old token writes nothing")
+	require.Nil(t, sessionCookie(t, res))
+	require.Equal(t, "cart", body(t, f.do("/get", c.Value)))
+}
+
+func TestConcurrentLoginsLeaveOneSessionAndTheLoserSendsNoCookie(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	old := sessionCookie(t, f.do("/set?v=cart", "")).Value
+	const n = 8
+	res := make([]*http.Response, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() { <-start; res[i] = f.do("/login", old) })
+	}
+	close(start)
+	wg.Wait()
+	var winner string
+	for _, r := range res {
+		c := sessionCookie(t, r)
+		if r.StatusCode == http.StatusOK {
+			require.Empty(t, winner, "a second login succeeded on one token")
+			require.NotNil(t, c)
+			winner = c.Value
+			continue
+		}
+		require.Equal(t, http.StatusConflict, r.StatusCode)
+		require.Nil(t, c, "the losing login sends no cookie: no deletion of the winner's")
+	}
+	require.NotEmpty(t, winner)
+	n2, err := f.mem.Count(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, n2, "one live session")
+	require.Equal(t, "cart", body(t, f.do("/get", winner)))
+}
+
+func TestWritesAfterTheHeadersWentOutAreRefused(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	token := sessionCookie(t, f.do("/set?v=1", "")).Value
+	errs := map[string]error{}
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, ctx := f.m.Session(r.Context()), r.Context()
+		io.WriteString(w, "body first")
+		f.store.calls.Store(0)
+		errs["Set"] = s.Set(ctx, "n", "late")
+		errs["SetMany"] = s.SetMany(ctx, map[string]any{"n": "late"})
+		errs["Delete"] = s.Delete(ctx, "n")
+		errs["Clear"] = s.Clear(ctx)
+		errs["SetExpiry"] = s.SetExpiry(ctx, sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour})
+		errs["Renew"] = s.Renew(ctx)
+		errs["Destroy"] = s.Destroy(ctx)
+		v, err := s.GetString(ctx, "n")
+		if err != nil || v != "1" {
+			t.Errorf("a read after the headers still works: %q, %v", v, err)
+		}
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: token})
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	for name, err := range errs {
+		require.ErrorIs(t, err, sessionkit.ErrHeadersSent, name)
+	}
+	require.Equal(t, int64(1), f.store.calls.Load(), "only the read reached the store")
+	require.Equal(t, "1", body(t, f.do("/get", token)), "the session is unchanged and its token still works")
+}
+
+func TestTheFirstCookieThatNamesALiveSessionWins(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	live := sessionCookie(t, f.do("/set?v=mine", "")).Value
+	tossed := f.m.NewSession().Token() // well formed, unknown: planted from a sibling subdomain
+	r := httptest.NewRequest("GET", "/get", nil)
+	r.Header.Set("Cookie", "session="+tossed+"; session="+live)
+	w := httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	require.Equal(t, "mine", w.Body.String(), "an unknown cookie before the live one does not hide it")
+	require.Nil(t, sessionCookie(t, w.Result()), "no deletion: it would hit the cookie the live session uses")
+
+	r = httptest.NewRequest("GET", "/set?v=changed", nil)
+	r.Header.Set("Cookie", "session="+tossed+"; session="+live)
+	w = httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	require.Nil(t, sessionCookie(t, w.Result()), "a write to the live session issues no new token")
+	require.Equal(t, "changed", body(t, f.do("/get", live)))
+	_, ok := f.mem.TTL(f.m.StorageKey(tossed))
+	require.False(t, ok, "nothing is created under the tossed token")
+
+	// At most three are tried: a fourth cookie is never reached.
+	a, b, c := f.m.NewSession().Token(), f.m.NewSession().Token(), f.m.NewSession().Token()
+	f.store.calls.Store(0)
+	r = httptest.NewRequest("GET", "/get", nil)
+	r.Header.Set("Cookie", "session="+a+"; session="+b+"; session="+c+"; session="+live)
+	w = httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	require.Empty(t, w.Body.String())
+	require.Equal(t, int64(3), f.store.calls.Load(), "three candidates, one Get each")
+	require.Nil(t, sessionCookie(t, w.Result()), "several unknown cookies: no deletion either")
+}
+
+func TestCookiePrefixesAreEnforced(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{Cookie: sessionkit.CookieOptions{Name: "__Host-s"}})
+	r := httptest.NewRequest("GET", "/set?v=1", nil) // plain HTTP: the prefix still forces Secure
+	w := httptest.NewRecorder()
+	f.app().ServeHTTP(w, r)
+	var c *http.Cookie
+	for _, k := range w.Result().Cookies() {
+		if k.Name == "__Host-s" {
+			c = k
+		}
+	}
+	require.NotNil(t, c)
+	require.True(t, c.Secure)
+	require.Equal(t, "/", c.Path)
+	require.Empty(t, c.Domain)
+
+	f = newFixture(t, sessionkit.Options{Cookie: sessionkit.CookieOptions{Name: "__Secure-s"}})
+	w = httptest.NewRecorder()
+	f.app().ServeHTTP(w, httptest.NewRequest("GET", "/set?v=1", nil))
+	require.Contains(t, w.Header().Get("Set-Cookie"), "; Secure")
+
+	for _, bad := range []sessionkit.CookieOptions{{Name: "__Host-s", Domain: "example.com"}, {Name: "__Host-s", Path: "/app"}} {
+		_, err := sessionkit.New(sessionkit.Options{Store: memory.New(nil), Cookie: bad})
+		require.Error(t, err, "%+v contradicts the __Host- prefix", bad)
+	}
+}
+
+func TestTwoManagersServeOneRequest(t *testing.T) {
+	store := memory.New(nil)
+	user, err := sessionkit.New(sessionkit.Options{Store: store, Cookie: sessionkit.CookieOptions{Name: "user"}})
+	require.NoError(t, err)
+	admin, err := sessionkit.New(sessionkit.Options{Store: store, KeyPrefix: "admin:", Cookie: sessionkit.CookieOptions{Name: "admin"}})
+	require.NoError(t, err)
+	h := user.Middleware(admin.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, user.Session(r.Context()).Set(r.Context(), "who", "user"))
+		require.NoError(t, admin.Session(r.Context()).Set(r.Context(), "who", "admin"))
+	})))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	cookies := map[string]string{}
+	for _, c := range w.Result().Cookies() {
+		cookies[c.Name] = c.Value
+	}
+	require.Len(t, cookies, 2, "each Manager set its own cookie")
+	for name, m := range map[string]*sessionkit.Manager{"user": user, "admin": admin} {
+		s, err := m.Load(cookies[name])
+		require.NoError(t, err)
+		who, err := s.GetString(t.Context(), "who")
+		require.NoError(t, err)
+		require.Equal(t, name, who)
+	}
+}
+
+func TestSessionOutsideTheMiddlewareFailsWithoutPanicking(t *testing.T) {
+	m, err := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
+	require.NoError(t, err)
+	other, err := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
+	require.NoError(t, err)
+	for name, ctx := range map[string]context.Context{"no middleware": t.Context()} {
+		s := m.Session(ctx)
+		require.NotNil(t, s, name)
+		require.ErrorIs(t, s.Set(ctx, "a", 1), sessionkit.ErrNoSession, name)
+		_, err := s.GetString(ctx, "a")
+		require.ErrorIs(t, err, sessionkit.ErrNoSession, name)
+		require.ErrorIs(t, s.Renew(ctx), sessionkit.ErrNoSession, name)
+		require.ErrorIs(t, s.Destroy(ctx), sessionkit.ErrNoSession, name)
+	}
+	// Under another Manager's middleware, m's session is not there either.
+	other.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.ErrorIs(t, m.Session(r.Context()).Set(r.Context(), "a", 1), sessionkit.ErrNoSession)
+	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+}
+
+func TestDefaultErrorHandlerClassifiesAndLogsWithoutTheToken(t *testing.T) {
+	var logs strings.Builder
+	f := newFixture(t, sessionkit.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	token := sessionCookie(t, f.do("/set?v=1", "")).Value
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("%w: key", sessionkit.ErrInvalidKey), http.StatusBadRequest},
+		{sessionkit.ErrTooLarge, http.StatusBadRequest},
+		{sessionkit.ErrTooManyFields, http.StatusBadRequest},
+		{sessionkit.ErrEncode, http.StatusBadRequest},
+		{sessionkit.ErrRenewed, http.StatusConflict},
+		{sessionkit.BackendError("redis", errors.New("i/o timeout")), http.StatusServiceUnavailable},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable},
+		{sessionkit.ErrDecode, http.StatusInternalServerError},
+	} {
+		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.m.HTTPError(w, r, c.err) }))
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: token})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, c.code, w.Code, "%v", c.err)
+		require.NotContains(t, w.Body.String(), token)
+	}
+	// A cancelled request gets no answer at all: its client is gone.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	w := httptest.NewRecorder()
+	f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.m.HTTPError(w, r, r.Context().Err())
+	})).ServeHTTP(w, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
+	require.Empty(t, w.Body.String())
+	require.False(t, w.Flushed)
+	require.Equal(t, http.StatusOK, w.Code, "nothing was written (the recorder's default)")
+
+	require.Contains(t, logs.String(), "session="+sessionkit.LogID(token))
+	require.NotContains(t, logs.String(), token)
 }
 
 func TestHeaderTransport(t *testing.T) {
@@ -299,7 +514,7 @@ func TestHeaderTransport(t *testing.T) {
 	f.app().ServeHTTP(w, r)
 	res := w.Result()
 	token := res.Header.Get("X-Session-Token")
-	require.Regexp(t, `^[A-Za-z0-9_-]{43}$`, token)
+	require.Regexp(t, `^[A-Za-z0-9_-]{4}\.[A-Za-z0-9_-]{43}$`, token)
 	require.Empty(t, res.Cookies(), "no cookie with the header transport")
 	require.Contains(t, res.Header.Values("Vary"), "X-Session-Token")
 	require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
@@ -332,7 +547,7 @@ func TestStoreErrorReachesTheHandlerAndTheDefaultAnswerIs503WithoutToken(t *test
 func TestCookieIsWrittenBeforeTheFirstByteOfTheBody(t *testing.T) {
 	f := newFixture(t, sessionkit.Options{})
 	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.NoError(t, sessionkit.FromContext(r.Context()).Set(r.Context(), "a", 1))
+		require.NoError(t, f.m.Session(r.Context()).Set(r.Context(), "a", 1))
 		w.WriteHeader(http.StatusCreated)
 		io.WriteString(w, strings.Repeat("x", 10))
 	}))

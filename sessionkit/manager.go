@@ -3,6 +3,7 @@ package sessionkit
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -58,8 +59,11 @@ type Options struct {
 	// (empty when the session ends).
 	Header string
 	// ErrorHandler answers a request whose session operation failed, when
-	// the handler calls Manager.HTTPError. Default: 503 with a plain body.
+	// the handler calls Manager.HTTPError. Default: Manager.DefaultErrorHandler.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+	// Logger receives the errors that Manager.DefaultErrorHandler answers,
+	// with the session's LogID, never its token. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Manager owns session policy: tokens, storage keys, expiry, codec and
@@ -76,6 +80,8 @@ type Manager struct {
 	cookie       CookieOptions
 	header       string
 	errorHandler func(http.ResponseWriter, *http.Request, error)
+	logger       *slog.Logger
+	ctxKey       *contextKey // this Manager's key for its sessions in a request context
 }
 
 // New returns a Manager for opts.
@@ -126,6 +132,9 @@ func New(opts Options) (*Manager, error) {
 	if err := (&http.Cookie{Name: m.cookie.Name, Value: "x"}).Valid(); err != nil {
 		return nil, fmt.Errorf("sessionkit: Options.Cookie.Name: %w", err)
 	}
+	if err := applyCookiePrefix(&m.cookie); err != nil {
+		return nil, err
+	}
 	if m.cookie.Path == "" {
 		m.cookie.Path = "/"
 	}
@@ -133,8 +142,13 @@ func New(opts Options) (*Manager, error) {
 		m.cookie.SameSite = http.SameSiteLaxMode
 	}
 	if m.errorHandler == nil {
-		m.errorHandler = defaultErrorHandler
+		m.errorHandler = m.DefaultErrorHandler
 	}
+	m.logger = opts.Logger
+	if m.logger == nil {
+		m.logger = slog.Default()
+	}
+	m.ctxKey = new(contextKey)
 	return m, nil
 }
 
@@ -158,7 +172,7 @@ func (m *Manager) Expiry() Expiry { return m.expiry }
 func (m *Manager) StorageKey(token string) string { return storageKey(m.prefix, token) }
 
 // NewSession returns a handle on a new session with a fresh token. Nothing
-// is stored until the first write (or Save).
+// is stored until the first write.
 func (m *Manager) NewSession() *Session {
 	s := &Session{}
 	m.initFresh(s)
@@ -234,4 +248,23 @@ func (m *Manager) encodeField(key string, value any) (Field, error) {
 		return Field{}, fmt.Errorf("%w: key %q encodes to %d bytes, the limit is %d", ErrTooLarge, key, len(b), m.maxValueSize)
 	}
 	return Field{Name: key, Value: b}, nil
+}
+
+// applyCookiePrefix enforces what browsers require of a cookie whose name
+// has the __Host- or __Secure- prefix, and refuses options that contradict
+// it: the browser would drop such a cookie without a word.
+func applyCookiePrefix(c *CookieOptions) error {
+	switch {
+	case strings.HasPrefix(c.Name, "__Host-"):
+		if c.Domain != "" {
+			return fmt.Errorf("sessionkit: Options.Cookie: a %q cookie cannot have a Domain (%q)", "__Host-", c.Domain)
+		}
+		if c.Path != "" && c.Path != "/" {
+			return fmt.Errorf("sessionkit: Options.Cookie: a %q cookie must have Path=/ (not %q)", "__Host-", c.Path)
+		}
+		c.Secure = true
+	case strings.HasPrefix(c.Name, "__Secure-"):
+		c.Secure = true
+	}
+	return nil
 }

@@ -22,6 +22,15 @@ import (
 // fresh session with a new token: reads see it empty and the next write
 // creates it. A store failure is returned as an error, never read as empty.
 //
+// When another request renewed the session after this one read its token,
+// every call returns ErrRenewed and the handle stays as it is: the token is
+// stale, and the client has been sent the new one.
+//
+// Inside Manager.Middleware, a call that writes (Set, SetMany, Delete,
+// Clear, SetExpiry, Renew, Destroy) after the response's headers went out
+// returns ErrHeadersSent without touching the store: the client could never
+// learn of a new token or of a session's end.
+//
 // A Session is safe for concurrent use; its calls are serialised.
 type Session struct {
 	m  *Manager
@@ -34,10 +43,22 @@ type Session struct {
 	ownExpiry bool     // exp was set by SetExpiry, not the Manager's default
 	one       [1]Field // Set's write, kept here to save an allocation
 
+	// Further well-formed tokens the request carried (several cookies of
+	// the session's name), tried in order when the current one is gone.
+	alt  [maxCandidates - 1]string
+	nalt int
+
 	// What happened through this handle, for the HTTP layer.
-	issued  bool // the current token was stored by this handle (created or renewed)
-	touched bool // a store operation refreshed the record's expiry
+	issued    bool // the current token was stored by this handle (created or renewed)
+	touched   bool // a store operation refreshed the record's expiry
+	destroyed bool // Destroy ended the session the request carried
+	sealed    bool // the response's headers went out: writes are refused
+	used      bool // the handler called the session: its response is private
+	detached  bool // from Manager.Session outside the middleware: every call fails
 }
+
+// maxCandidates bounds the session tokens tried from one request.
+const maxCandidates = 3
 
 // reset turns the handle into a fresh, unstored session with a new token.
 func (s *Session) reset() {
@@ -45,28 +66,66 @@ func (s *Session) reset() {
 	s.key = s.m.StorageKey(s.token)
 	s.stored = false
 	s.issued = false
+	s.nalt = 0
 }
 
-// result interprets the outcome of an operation on the stored record.
-// ErrNotFound means the session is gone: the handle turns fresh and the
-// caller goes on as with an empty session (check s.stored).
-func (s *Session) result(err error) error {
-	switch {
-	case err == nil:
-		s.touched = true
-		return nil
-	case errors.Is(err, ErrNotFound):
-		s.reset()
-		return nil
-	default:
-		return err
+// call runs op on the stored record and interprets its outcome. When the
+// record is gone and the request carried another token, the handle moves to
+// it and runs op again; when none is left, the handle turns fresh and the
+// caller goes on as with an empty session (check s.stored). Call with s.mu
+// held and s.stored true.
+func (s *Session) call(op func(key string) error) error {
+	for {
+		err := op(s.key)
+		switch {
+		case err == nil:
+			s.touched = true
+			return nil
+		case errors.Is(err, ErrNotFound):
+			if s.nalt > 0 {
+				s.nalt--
+				s.token = s.alt[0]
+				s.key = s.m.StorageKey(s.token)
+				copy(s.alt[:], s.alt[1:])
+				continue
+			}
+			s.reset()
+			return nil
+		default:
+			return err
+		}
 	}
+}
+
+// lock takes the handle's lock and notes that the request used its
+// session, for Cache-Control.
+func (s *Session) lock() {
+	s.mu.Lock()
+	s.used = true
+}
+
+// writable refuses a write on a detached handle, or once the response's
+// headers are out.
+func (s *Session) writable() error {
+	if s.sealed {
+		return ErrHeadersSent
+	}
+	return s.detachedErr()
+}
+
+// detachedErr is ErrNoSession on a handle that Manager.Session returned
+// outside the middleware.
+func (s *Session) detachedErr() error {
+	if s.detached {
+		return ErrNoSession
+	}
+	return nil
 }
 
 // Token returns the session's current token. It changes when the session is
 // renewed, or replaced because the old one was gone.
 func (s *Session) Token() string {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.token
 }
@@ -98,13 +157,17 @@ func (s *Session) Decode(ctx context.Context, key string, v any) (found bool, er
 }
 
 func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if !s.stored {
-		return nil, nil
+		return nil, s.detachedErr()
 	}
-	vals, err := s.m.store.Get(ctx, s.key, key)
-	if err := s.result(err); err != nil || !s.stored {
+	var vals [][]byte
+	err := s.call(func(k string) (err error) {
+		vals, err = s.m.store.Get(ctx, k, key)
+		return err
+	})
+	if err != nil || !s.stored {
 		return nil, err
 	}
 	return vals[0], nil
@@ -297,7 +360,7 @@ func (s *Session) Set(ctx context.Context, key string, value any) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	s.one[0] = f
 	defer func() { s.one[0] = Field{} }()
@@ -315,7 +378,7 @@ func (s *Session) SetMany(ctx context.Context, values map[string]any) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.writeLocked(ctx, fields)
 }
@@ -323,9 +386,12 @@ func (s *Session) SetMany(ctx context.Context, values map[string]any) error {
 // writeLocked writes fields to the stored session, or creates it with them.
 // Stores do not keep the slice, so Set can reuse s.one.
 func (s *Session) writeLocked(ctx context.Context, fields []Field) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if s.stored {
-		err := s.m.store.Set(ctx, s.key, fields, s.m.maxFields)
-		if err := s.result(err); err != nil || s.stored {
+		err := s.call(func(k string) error { return s.m.store.Set(ctx, k, fields, s.m.maxFields) })
+		if err != nil || s.stored {
 			return err
 		}
 	}
@@ -347,12 +413,12 @@ func (s *Session) Delete(ctx context.Context, keys ...string) error {
 			return err
 		}
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
-	if !s.stored || len(keys) == 0 {
-		return nil
+	if err := s.writable(); err != nil || !s.stored || len(keys) == 0 {
+		return err
 	}
-	return s.result(s.m.store.Delete(ctx, s.key, keys...))
+	return s.call(func(k string) error { return s.m.store.Delete(ctx, k, keys...) })
 }
 
 // Has reports whether key is set.
@@ -360,13 +426,17 @@ func (s *Session) Has(ctx context.Context, key string) (bool, error) {
 	if err := checkKey(key); err != nil {
 		return false, err
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if !s.stored {
-		return false, nil
+		return false, s.detachedErr()
 	}
-	ok, err := s.m.store.Has(ctx, s.key, key)
-	if err := s.result(err); err != nil || !s.stored {
+	var ok bool
+	err := s.call(func(k string) (err error) {
+		ok, err = s.m.store.Has(ctx, k, key)
+		return err
+	})
+	if err != nil || !s.stored {
 		return false, err
 	}
 	return ok, nil
@@ -374,13 +444,17 @@ func (s *Session) Has(ctx context.Context, key string) (bool, error) {
 
 // Keys returns the session's keys, sorted.
 func (s *Session) Keys(ctx context.Context) ([]string, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if !s.stored {
-		return nil, nil
+		return nil, s.detachedErr()
 	}
-	keys, err := s.m.store.Keys(ctx, s.key)
-	if err := s.result(err); err != nil || !s.stored {
+	var keys []string
+	err := s.call(func(k string) (err error) {
+		keys, err = s.m.store.Keys(ctx, k)
+		return err
+	})
+	if err != nil || !s.stored {
 		return nil, err
 	}
 	slices.Sort(keys)
@@ -389,7 +463,7 @@ func (s *Session) Keys(ctx context.Context) ([]string, error) {
 
 // All returns every key and value, decoded as by Get.
 func (s *Session) All(ctx context.Context) (map[string]any, error) {
-	s.mu.Lock()
+	s.lock()
 	raw, err := s.allRaw(ctx)
 	s.mu.Unlock()
 	if err != nil {
@@ -408,10 +482,14 @@ func (s *Session) All(ctx context.Context) (map[string]any, error) {
 
 func (s *Session) allRaw(ctx context.Context) (map[string][]byte, error) {
 	if !s.stored {
-		return nil, nil
+		return nil, s.detachedErr()
 	}
-	raw, err := s.m.store.GetAll(ctx, s.key)
-	if err := s.result(err); err != nil || !s.stored {
+	var raw map[string][]byte
+	err := s.call(func(k string) (err error) {
+		raw, err = s.m.store.GetAll(ctx, k)
+		return err
+	})
+	if err != nil || !s.stored {
 		return nil, err
 	}
 	return raw, nil
@@ -419,13 +497,17 @@ func (s *Session) allRaw(ctx context.Context) (map[string][]byte, error) {
 
 // Len returns the number of keys.
 func (s *Session) Len(ctx context.Context) (int, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if !s.stored {
-		return 0, nil
+		return 0, s.detachedErr()
 	}
-	n, err := s.m.store.Len(ctx, s.key)
-	if err := s.result(err); err != nil || !s.stored {
+	var n int
+	err := s.call(func(k string) (err error) {
+		n, err = s.m.store.Len(ctx, k)
+		return err
+	})
+	if err != nil || !s.stored {
 		return 0, err
 	}
 	return n, nil
@@ -433,43 +515,73 @@ func (s *Session) Len(ctx context.Context) (int, error) {
 
 // Clear removes every key. The session itself, its token and its expiry stay.
 func (s *Session) Clear(ctx context.Context) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
-	if !s.stored {
-		return nil
+	if err := s.writable(); err != nil || !s.stored {
+		return err
 	}
-	return s.result(s.m.store.Clear(ctx, s.key))
+	return s.call(func(k string) error { return s.m.store.Clear(ctx, k) })
 }
 
-// Destroy removes the session from the store. The handle turns into a fresh
-// session: a later write creates a new one under a new token.
+// Destroy removes the session from the store (logout). The handle turns
+// into a fresh session: a later write creates a new one under a new token.
+//
+// Destroy through a token that another request has just renewed still ends
+// the session, under its new token too: whichever of a Renew and a Destroy
+// runs first, nothing is left live once both have returned. When the request
+// carried several session cookies, the session of each is destroyed.
 func (s *Session) Destroy(ctx context.Context) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if s.stored {
 		if err := s.m.store.Destroy(ctx, s.key); err != nil {
 			return err
 		}
+		for _, t := range s.alt[:s.nalt] {
+			if err := s.m.store.Destroy(ctx, s.m.StorageKey(t)); err != nil {
+				return err
+			}
+		}
+		s.nalt = 0
+		s.destroyed = true
 	}
 	s.reset()
 	return nil
 }
 
 // Renew gives the session a new token and keeps its data, expiry policy and
-// creation time (so its lifetime is not extended). The old token stops
-// working when Renew returns. Call it on login and on every privilege change,
-// against session fixation.
+// creation time (so its lifetime is not extended). Call it on login and on
+// every privilege change, against session fixation, before writing what
+// the new privilege needs.
+//
+// The move is atomic in every store: the old token stops working at once,
+// and a write through it lands either before the move (and is carried
+// over) or after it (and returns ErrRenewed). Of concurrent Renews of one
+// session exactly one succeeds; the others return ErrRenewed and leave
+// their handle as it is (their response sends no cookie, so the winner's
+// new token stays with the client). Renew of a session that is gone (or
+// was never stored) gives the handle a fresh token and returns nil, as any
+// other call on a gone session does.
 func (s *Session) Renew(ctx context.Context) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if !s.stored {
 		s.reset()
 		return nil
 	}
-	token := newToken()
-	key := s.m.StorageKey(token)
-	err := s.m.store.Rename(ctx, s.key, key)
-	if err := s.result(err); err != nil || !s.stored {
+	var token, key string
+	err := s.call(func(old string) error {
+		token = renewToken(tokenTag(s.token)) // the same tag: the same Cluster slot
+		key = s.m.StorageKey(token)
+		return s.m.store.Rename(ctx, old, key)
+	})
+	if err != nil || !s.stored {
 		return err
 	}
 	s.token, s.key, s.issued = token, key, true
@@ -482,26 +594,33 @@ func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
 	if err := checkExpiry(exp); err != nil {
 		return err
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
 	s.exp, s.ownExpiry = exp, true
 	if !s.stored {
 		return nil
 	}
-	return s.result(s.m.store.SetExpiry(ctx, s.key, exp))
+	return s.call(func(k string) error { return s.m.store.SetExpiry(ctx, k, exp) })
 }
 
 // ExpiresAt refreshes the session's idle timeout and returns when the
 // session will expire if it is not used again. It returns the zero time for
 // a session that is not stored.
 func (s *Session) ExpiresAt(ctx context.Context) (time.Time, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if !s.stored {
-		return time.Time{}, nil
+		return time.Time{}, s.detachedErr()
 	}
-	ttl, err := s.m.store.Touch(ctx, s.key)
-	if err := s.result(err); err != nil || !s.stored {
+	var ttl time.Duration
+	err := s.call(func(k string) (err error) {
+		ttl, err = s.m.store.Touch(ctx, k)
+		return err
+	})
+	if err != nil || !s.stored {
 		return time.Time{}, err
 	}
 	return s.m.now().Add(ttl), nil

@@ -27,31 +27,51 @@ type Field struct {
 	Value []byte
 }
 
+// RenewMarkerTTL bounds how long a Rename marker stays at the old key: the
+// marker lives this long, or as long as the record would have, if less.
+const RenewMarkerTTL = time.Minute
+
 // Store keeps sessions as records of named fields. It is the contract every
 // adapter implements; the adaptertest package checks it.
 //
 // Keys are storage keys chosen by the Manager (a hash of the token, never the
-// token). Field names are opaque non-empty strings; values are opaque bytes.
+// token). Every generation of one session (see Rename) carries the same
+// Redis Cluster hash tag ("{…}") in its key, so an adapter may rely on the
+// old and new key of a Rename being in one slot. Field names are opaque
+// non-empty strings; values are opaque bytes.
 //
 // The promises, for every method:
 //
-//   - One round trip on network backends, with the expiry refresh inside it.
+//   - One round trip on network backends, with the expiry refresh inside it
+//     (an adapter that needs more says so on the method).
 //   - Every operation except Create and Destroy acts on an existing, live
 //     record only. On a missing or expired one it returns an error matching
 //     ErrNotFound and creates nothing. Expired records are invisible at once,
 //     whether or not the backend has removed them yet.
-//   - Every operation except Destroy refreshes the record's expiry to
-//     Expiry.TTL(created, now), in the same atomic step.
+//   - On a key that Rename moved away (the marker it leaves), every
+//     operation except Destroy returns ErrRenewed and changes nothing.
+//   - Every operation except Destroy refreshes the record's expiry to the
+//     smaller of its idle timeout and what is left of its absolute lifetime,
+//     in the same atomic step. Time is the store's own clock (the server's,
+//     for a network backend), so skew between application servers can
+//     neither stretch nor cut a session.
 //   - Every record written carries an expiry, set in the same atomic step.
+//   - A record with missing or malformed metadata, of the wrong type, or
+//     that cannot be decoded reads as ErrNotFound and is removed; it never
+//     causes a lasting error and is never left without an expiry.
 //   - Writes to different fields of one record never overwrite each other,
 //     however they interleave.
+//   - Calls of any size work: Get, Set and Delete take any number of names.
+//   - A write that grows a record fails with ErrUnavailable, and writes
+//     nothing, when the backend is out of memory.
 //   - Byte slices passed in may be reused by the caller once the call
 //     returns; byte slices returned belong to the caller.
 //   - Backend failures return an error matching ErrUnavailable that also
 //     wraps the backend's error; a done context returns the context's error.
 type Store interface {
 	// Create stores a new record with the given fields (possibly none, names
-	// distinct) and expiry policy. It returns ErrExists if a live record has
+	// distinct) and expiry policy; its lifetime starts now, on the store's
+	// clock. It returns ErrExists if a live record or a Rename marker has
 	// the key.
 	Create(ctx context.Context, key string, fields []Field, exp Expiry) error
 
@@ -92,12 +112,27 @@ type Store interface {
 	SetExpiry(ctx context.Context, key string, exp Expiry) error
 
 	// Rename moves the record, with its fields, creation time and policy,
-	// from oldKey to newKey. Once it returns nil, oldKey is gone. It returns
-	// ErrNotFound if oldKey has no live record and ErrExists if newKey has
-	// one; in both cases nothing changes.
+	// from oldKey to newKey, in one atomic step as seen by every other
+	// operation:
+	//
+	//   - Of concurrent Renames of one oldKey exactly one succeeds; the
+	//     others return ErrRenewed. There is never a second live copy.
+	//   - An operation on oldKey lands either before the move (and a write
+	//     is carried to newKey) or after it (and returns ErrRenewed).
+	//   - At oldKey it leaves a marker naming newKey, which expires after
+	//     RenewMarkerTTL or when the record would have, whichever is first.
+	//   - A crash half-way fails closed: the session may be lost, never
+	//     duplicated.
+	//
+	// It returns ErrNotFound if oldKey has no live record, ErrRenewed if
+	// oldKey holds a marker, and ErrExists if newKey holds a record or a
+	// marker; in each case nothing changes.
 	Rename(ctx context.Context, oldKey, newKey string) error
 
-	// Destroy removes the record. A missing record is not an error.
+	// Destroy removes the record. A missing record is not an error. On a
+	// Rename marker it removes the marker and, following the markers, the
+	// record they lead to: a logout through a token that was just renewed
+	// still ends the session.
 	Destroy(ctx context.Context, key string) error
 }
 

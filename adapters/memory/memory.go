@@ -42,6 +42,7 @@ type record struct {
 	created time.Time
 	exp     sessionkit.Expiry
 	expires time.Time
+	movedTo string // set on the marker that Rename leaves at the old key
 }
 
 var (
@@ -78,6 +79,9 @@ func (s *Store) live(ctx context.Context, op, key string) (*record, error) {
 	if !now.Before(r.expires) || ttl <= 0 {
 		delete(s.records, key)
 		return nil, sessionkit.ErrNotFound
+	}
+	if r.movedTo != "" {
+		return nil, sessionkit.ErrRenewed
 	}
 	r.expires = now.Add(ttl)
 	return r, nil
@@ -273,21 +277,41 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 	if err != nil {
 		return err
 	}
-	if n := s.records[newKey]; n != nil && s.now().Before(n.expires) {
+	now := s.now()
+	if n := s.records[newKey]; n != nil && now.Before(n.expires) {
 		return sessionkit.ErrExists
 	}
-	delete(s.records, oldKey)
 	s.records[newKey] = r
+	s.records[oldKey] = &record{
+		created: r.created, exp: r.exp, movedTo: newKey,
+		expires: minTime(r.expires, now.Add(sessionkit.RenewMarkerTTL)),
+	}
 	return nil
 }
 
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// Destroy removes the record, and on a Rename marker the records that the
+// markers lead to.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return sessionkit.BackendError("memory: destroy", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.records, key)
+	for key != "" {
+		r := s.records[key]
+		delete(s.records, key)
+		if r == nil {
+			break
+		}
+		key = r.movedTo
+	}
 	return nil
 }
 
@@ -301,7 +325,7 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	now := s.now()
 	n := 0
 	for _, r := range s.records {
-		if now.Before(r.expires) {
+		if now.Before(r.expires) && r.movedTo == "" {
 			n++
 		}
 	}
@@ -326,7 +350,7 @@ func (s *Store) SetRaw(key, name string, value []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.records[key]
-	if r == nil || !s.now().Before(r.expires) {
+	if r == nil || !s.now().Before(r.expires) || r.movedTo != "" {
 		return false
 	}
 	r.fields[name] = clone(value)

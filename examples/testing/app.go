@@ -15,7 +15,7 @@ import (
 func NewApp(m *sessionkit.Manager) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/visit", func(w http.ResponseWriter, r *http.Request) {
-		s := sessionkit.FromContext(r.Context())
+		s := m.Session(r.Context())
 		n, err := s.GetInt(r.Context(), "visits")
 		if err == nil {
 			err = s.Set(r.Context(), "visits", n+1)
@@ -27,7 +27,7 @@ func NewApp(m *sessionkit.Manager) http.Handler {
 		fmt.Fprintf(w, "visit %d\n", n+1)
 	})
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
-		s := sessionkit.FromContext(r.Context())
+		s := m.Session(r.Context())
 		err := s.Renew(r.Context()) // a new token on login, against fixation
 		if err == nil {
 			err = s.Set(r.Context(), "user", r.URL.Query().Get("user"))
@@ -39,7 +39,7 @@ func NewApp(m *sessionkit.Manager) http.Handler {
 		fmt.Fprintln(w, "welcome")
 	})
 	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
-		user, err := sessionkit.FromContext(r.Context()).GetString(r.Context(), "user")
+		user, err := m.Session(r.Context()).GetString(r.Context(), "user")
 		if err != nil {
 			m.HTTPError(w, r, err)
 			return

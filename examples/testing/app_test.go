@@ -63,9 +63,16 @@ func TestLoginWithMiniredis(t *testing.T) {
 	require.Len(t, mr.Keys(), 1)
 	before := mr.Keys()[0]
 	require.Equal(t, "welcome\n", get(t, c, srv.URL+"/login?user=ana"))
-	require.Len(t, mr.Keys(), 1)
-	require.NotEqual(t, before, mr.Keys()[0], "login moved the session to a new key")
-	require.Equal(t, `"ana"`, mr.HGet(mr.Keys()[0], "user"), "values are JSON in the hash")
+	keys := mr.Keys()
+	require.Len(t, keys, 2, "the session and, at its old key, the marker that Renew leaves")
+	after := keys[0]
+	if after == before {
+		after = keys[1]
+	}
+	require.Empty(t, mr.HGet(before, "visits"), "no data is left under the old key")
+	require.LessOrEqual(t, mr.TTL(before), sessionkit.RenewMarkerTTL, "the marker goes within a minute")
+	require.Equal(t, `"ana"`, mr.HGet(after, "user"), "values are JSON in the hash")
+	require.Equal(t, "1", mr.HGet(after, "visits"), "login kept the session's data")
 	require.Equal(t, "\"ana\"\n", get(t, c, srv.URL+"/whoami"))
 }
 
