@@ -52,30 +52,22 @@ var managerCases = []testCase{
 			"time": when, "profile": profile{Name: "ana", Roles: []string{"admin"}, Age: 41},
 		}))
 		r := e.load(m, s.Token())
-		str, err := r.GetString(e.ctx, "str")
-		require.NoError(e, err)
+		str := get(e, r, sessionkit.NewKey[string]("str"))
 		require.Equal(e, "héllo", str)
-		n, err := r.GetInt(e.ctx, "int")
-		require.NoError(e, err)
-		require.Equal(e, 1<<53, n)
-		n, err = r.GetInt(e.ctx, "neg")
-		require.NoError(e, err)
-		require.Equal(e, -7, n)
-		f, err := r.GetFloat(e.ctx, "float")
-		require.NoError(e, err)
-		require.Equal(e, 2.5, f)
-		b, err := r.GetBool(e.ctx, "bool")
-		require.NoError(e, err)
-		require.True(e, b)
-		tm, err := r.GetTime(e.ctx, "time")
-		require.NoError(e, err)
+		require.Equal(e, 1<<53, get(e, r, sessionkit.NewKey[int]("int")))
+		require.Equal(e, int64(-7), get(e, r, sessionkit.NewKey[int64]("neg")))
+		require.Equal(e, 2.5, get(e, r, sessionkit.NewKey[float64]("float")))
+		require.True(e, get(e, r, sessionkit.NewKey[bool]("bool")))
+		tm := get(e, r, sessionkit.NewKey[time.Time]("time"))
 		require.True(e, when.Equal(tm), "got %v", tm)
+		require.Equal(e, profile{Name: "ana", Roles: []string{"admin"}, Age: 41}, get(e, r, sessionkit.NewKey[profile]("profile")))
 		var p profile
 		found, err := r.Decode(e.ctx, "profile", &p)
 		require.NoError(e, err)
 		require.True(e, found)
 		require.Equal(e, profile{Name: "ana", Roles: []string{"admin"}, Age: 41}, p)
-		_, err = r.GetInt(e.ctx, "str")
+		_, found, err = sessionkit.NewKey[int]("str").Get(e.ctx, r)
+		require.True(e, found)
 		require.ErrorIs(e, err, sessionkit.ErrDecode, "a string that is no number is not an int")
 	}},
 	{"MissingKeysReadAsZeroValues", func(e *env) {
@@ -85,11 +77,17 @@ var managerCases = []testCase{
 		v, err := s.Get(e.ctx, "nope")
 		require.NoError(e, err)
 		require.Nil(e, v)
-		n, err := s.GetInt(e.ctx, "nope")
+		n, found, err := sessionkit.NewKey[int]("nope").Get(e.ctx, s)
 		require.NoError(e, err)
+		require.False(e, found, "a missing key is told apart from a stored zero")
+		require.Zero(e, n)
+		require.NoError(e, s.Set(e.ctx, "zero", 0))
+		n, found, err = sessionkit.NewKey[int]("zero").Get(e.ctx, s)
+		require.NoError(e, err)
+		require.True(e, found, "a stored zero is found")
 		require.Zero(e, n)
 		var p profile
-		found, err := s.Decode(e.ctx, "nope", &p)
+		found, err = s.Decode(e.ctx, "nope", &p)
 		require.NoError(e, err)
 		require.False(e, found)
 		has, err := s.Has(e.ctx, "nope")
@@ -190,7 +188,7 @@ var managerCases = []testCase{
 		require.Equal(e, old, stale.Token(), "a renewed token does not start a fresh session either")
 
 		fresh := e.load(m, s.Token())
-		user, err := fresh.GetString(e.ctx, "user")
+		user, _, err := sessionkit.NewKey[string]("user").Get(e.ctx, fresh)
 		require.NoError(e, err)
 		require.Equal(e, "ana", user)
 	}},
@@ -221,7 +219,7 @@ var managerCases = []testCase{
 				require.ErrorIs(e, handles[i].Delete(e.ctx, "role"), sessionkit.ErrRenewed, "a privilege drop through a losing handle is refused, not lost")
 			}
 			require.NotNil(e, winner, "round %d: one Renew wins", round)
-			role, err := e.load(m, winner.Token()).GetString(e.ctx, "role")
+			role, _, err := sessionkit.NewKey[string]("role").Get(e.ctx, e.load(m, winner.Token()))
 			require.NoError(e, err)
 			require.Equal(e, "admin", role)
 			require.NoError(e, winner.Delete(e.ctx, "role"))
@@ -295,16 +293,16 @@ var managerCases = []testCase{
 		require.NoError(e, e.h.SetRaw(e.ctx, key, "count", []byte("42")))   // JSON number
 		require.NoError(e, e.h.SetRaw(e.ctx, key, "quoted", []byte(`"x"`))) // JSON string
 		r := e.load(m, s.Token())
-		name, err := r.GetString(e.ctx, "name")
+		name, _, err := sessionkit.NewKey[string]("name").Get(e.ctx, r)
 		require.NoError(e, err)
 		require.Equal(e, "bob", name)
 		v, err := r.Get(e.ctx, "name")
 		require.NoError(e, err)
 		require.Equal(e, "bob", v)
-		n, err := r.GetInt(e.ctx, "count")
+		n, _, err := sessionkit.NewKey[int]("count").Get(e.ctx, r)
 		require.NoError(e, err)
 		require.Equal(e, 42, n)
-		q, err := r.GetString(e.ctx, "quoted")
+		q, _, err := sessionkit.NewKey[string]("quoted").Get(e.ctx, r)
 		require.NoError(e, err)
 		require.Equal(e, "x", q)
 	}},
@@ -364,6 +362,15 @@ var managerCases = []testCase{
 		require.NoError(e, err)
 		require.Equal(e, 50, n)
 	}},
+}
+
+// get reads k from s, failing the case unless it is set and decodes.
+func get[T any](e *env, s *sessionkit.Session, k sessionkit.Key[T]) T {
+	e.Helper()
+	v, found, err := k.Get(e.ctx, s)
+	require.NoError(e, err, k.Name())
+	require.True(e, found, k.Name())
+	return v
 }
 
 func (e *env) now() time.Time {

@@ -39,6 +39,8 @@ const (
 	idle     = time.Hour
 )
 
+var counterKey = sessionkit.NewKey[int]("counter")
+
 func attrValue() string { return strings.Repeat("v", attrSize) }
 
 func attrName(i int) string { return fmt.Sprintf("attr%04d", i) }
@@ -73,11 +75,11 @@ func newSessionkit(addr string) *contender {
 	})
 	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
 		s := m.Session(r.Context())
-		n, err := s.GetInt(r.Context(), "counter")
+		n, _, err := counterKey.Get(r.Context(), s)
 		if fail(w, err) {
 			return
 		}
-		fail(w, s.Set(r.Context(), "counter", n+1))
+		fail(w, counterKey.Set(r.Context(), s, n+1))
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, m.Session(r.Context()).Set(r.Context(), r.URL.Query().Get("k"), 1))

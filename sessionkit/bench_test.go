@@ -26,6 +26,8 @@ func (nopStore) Get(_ context.Context, _ string, names ...string) ([][]byte, err
 
 func (nopStore) Set(context.Context, string, []sessionkit.Field, int) error { return nil }
 
+var counter = sessionkit.NewKey[int]("counter")
+
 // BenchmarkMiddlewareGetIntSet is the bench/ workload (read a counter, write
 // it back incremented) on a store that costs nothing.
 func BenchmarkMiddlewareGetIntSet(b *testing.B) {
@@ -35,9 +37,9 @@ func BenchmarkMiddlewareGetIntSet(b *testing.B) {
 	}
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := m.Session(r.Context())
-		n, err := s.GetInt(r.Context(), "counter")
+		n, _, err := counter.Get(r.Context(), s)
 		if err == nil {
-			err = s.Set(r.Context(), "counter", n+1)
+			err = counter.Set(r.Context(), s, n+1)
 		}
 		if err != nil {
 			b.Fatal(err)

@@ -11,6 +11,12 @@ import (
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
+// The session keys of an application, each with its type.
+var (
+	userKey   = sessionkit.NewKey[string]("user")
+	visitsKey = sessionkit.NewKey[int]("visits")
+)
+
 func Example() {
 	ctx := context.Background()
 	m, _ := sessionkit.New(sessionkit.Options{Store: memory.New(nil), IdleTimeout: 30 * time.Minute})
@@ -22,18 +28,24 @@ func Example() {
 
 	// Next request: Load makes no store call; each read is one.
 	s, _ = m.Load(token)
-	user, _ := s.GetString(ctx, "user")
-	visits, _ := s.GetInt(ctx, "visits")
-	fmt.Println(user, visits)
+	user, _, _ := userKey.Get(ctx, s)
+	visits, _, _ := visitsKey.Get(ctx, s)
+	_, found, _ := sessionkit.NewKey[string]("cart").Get(ctx, s)
+	fmt.Println(user, visits, found)
 
-	// Login: a new token for the same data; the old one is dead.
+	// Login: Renew first (a new token for the same data; the old one is
+	// dead), then write what the login grants.
 	_ = s.Renew(ctx)
+	_ = s.Set(ctx, "role", "admin")
 	old, _ := m.Load(token)
-	gone, _ := old.GetString(ctx, "user")
-	fmt.Printf("old token reads %q; new token differs: %v\n", gone, s.Token() != token)
+	_, _, err := userKey.Get(ctx, old)
+	fmt.Printf("old token: %v; new token differs: %v\n", err, s.Token() != token)
+
+	// Logout.
+	_ = s.Destroy(ctx)
 	// Output:
-	// ana 1
-	// old token reads ""; new token differs: true
+	// ana 1 false
+	// old token: sessionkit: session renewed by another request; new token differs: true
 }
 
 func ExampleManager_Middleware() {
@@ -41,7 +53,7 @@ func ExampleManager_Middleware() {
 	app := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := m.Session(r.Context())
 		if err := s.Set(r.Context(), "seen", true); err != nil {
-			m.HTTPError(w, r, err) // 503 by default
+			m.HTTPError(w, r, err) // 400, 409 or 503 by the error's kind
 			return
 		}
 	}))

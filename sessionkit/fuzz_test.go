@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // valueStore is a Store whose every field holds value; the fuzz targets
@@ -77,21 +78,23 @@ func FuzzStoredValue(f *testing.F) {
 				t.Fatalf("%s(%q): %v is not ErrDecode", what, value, err)
 			}
 		}
-		str, err := s.GetString(ctx, "k")
-		check("GetString", err)
+		str, _, err := NewKey[string]("k").Get(ctx, s)
+		check("Key[string]", err)
 		if !json.Valid(value) && str != string(value) {
-			t.Fatalf("GetString(%q) = %q: a non-JSON value reads back as itself", value, str)
+			t.Fatalf("Key[string].Get(%q) = %q: a non-JSON value reads back as itself", value, str)
 		}
 		_, err = s.Get(ctx, "k")
 		check("Get", err)
-		_, err = s.GetInt(ctx, "k")
-		check("GetInt", err)
-		_, err = s.GetFloat(ctx, "k")
-		check("GetFloat", err)
-		_, err = s.GetBool(ctx, "k")
-		check("GetBool", err)
-		_, err = s.GetTime(ctx, "k")
-		check("GetTime", err)
+		_, _, err = NewKey[int]("k").Get(ctx, s)
+		check("Key[int]", err)
+		_, _, err = NewKey[int64]("k").Get(ctx, s)
+		check("Key[int64]", err)
+		_, _, err = NewKey[float64]("k").Get(ctx, s)
+		check("Key[float64]", err)
+		_, _, err = NewKey[bool]("k").Get(ctx, s)
+		check("Key[bool]", err)
+		_, _, err = NewKey[time.Time]("k").Get(ctx, s)
+		check("Key[time.Time]", err)
 		var into struct{ Name string }
 		_, err = s.Decode(ctx, "k", &into)
 		check("Decode", err)

@@ -76,6 +76,8 @@ func (c *countingStore) Destroy(ctx context.Context, k string) error {
 	return c.Store.Destroy(ctx, k)
 }
 
+var keyN = sessionkit.NewKey[string]("n")
+
 type fixture struct {
 	t     *testing.T
 	clock *adaptertest.Clock
@@ -101,7 +103,7 @@ func (f *fixture) app() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/none", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })
 	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
-		v, err := f.m.Session(r.Context()).GetString(r.Context(), "n")
+		v, _, err := keyN.Get(r.Context(), f.m.Session(r.Context()))
 		if err != nil {
 			f.m.HTTPError(w, r, err)
 			return
@@ -347,7 +349,7 @@ func TestWritesAfterTheHeadersWentOutAreRefused(t *testing.T) {
 		errs["SetExpiry"] = s.SetExpiry(ctx, sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour})
 		errs["Renew"] = s.Renew(ctx)
 		errs["Destroy"] = s.Destroy(ctx)
-		v, err := s.GetString(ctx, "n")
+		v, _, err := keyN.Get(ctx, s)
 		if err != nil || v != "1" {
 			t.Errorf("a read after the headers still works: %q, %v", v, err)
 		}
@@ -441,7 +443,7 @@ func TestTwoManagersServeOneRequest(t *testing.T) {
 	for name, m := range map[string]*sessionkit.Manager{"user": user, "admin": admin} {
 		s, err := m.Load(cookies[name])
 		require.NoError(t, err)
-		who, err := s.GetString(t.Context(), "who")
+		who, _, err := sessionkit.NewKey[string]("who").Get(t.Context(), s)
 		require.NoError(t, err)
 		require.Equal(t, name, who)
 	}
@@ -456,7 +458,7 @@ func TestSessionOutsideTheMiddlewareFailsWithoutPanicking(t *testing.T) {
 		s := m.Session(ctx)
 		require.NotNil(t, s, name)
 		require.ErrorIs(t, s.Set(ctx, "a", 1), sessionkit.ErrNoSession, name)
-		_, err := s.GetString(ctx, "a")
+		_, _, err := sessionkit.NewKey[string]("a").Get(ctx, s)
 		require.ErrorIs(t, err, sessionkit.ErrNoSession, name)
 		require.ErrorIs(t, s.Renew(ctx), sessionkit.ErrNoSession, name)
 		require.ErrorIs(t, s.Destroy(ctx), sessionkit.ErrNoSession, name)

@@ -2,14 +2,11 @@ package sessionkit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // Session is a handle on one session. It holds no session data: every call
@@ -144,19 +141,21 @@ func (s *Session) Get(ctx context.Context, key string) (any, error) {
 }
 
 // Decode decodes the value of key into v and reports whether the key was
-// set. v is left alone when it was not.
+// set. v is left alone when it was not. For a key of one known type, a
+// Key is shorter.
 func (s *Session) Decode(ctx context.Context, key string, v any) (found bool, err error) {
-	b, err := s.raw(ctx, key)
+	b, err := s.getRaw(ctx, key)
 	if err != nil || b == nil {
 		return false, err
 	}
-	if err := s.m.codec.Unmarshal(b, v); err != nil {
-		return true, fmt.Errorf("%w: key %q: %w", ErrDecode, key, err)
-	}
-	return true, nil
+	return true, s.m.unmarshal(key, b, v)
 }
 
+// getRaw returns the stored bytes of key, nil if it is not set.
 func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	if !s.stored {
@@ -171,187 +170,6 @@ func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	return vals[0], nil
-}
-
-// raw returns the stored bytes of key, nil if it is not set.
-func (s *Session) raw(ctx context.Context, key string) ([]byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	return s.getRaw(ctx, key)
-}
-
-// The typed getters read the default codec's JSON directly when they can
-// (no decoder, no allocation) and fall back to decoding into an any, which
-// also covers custom codecs and hand-edited values.
-
-// GetString returns the value of key as a string, or "" if it is not set.
-// A number or bool (as left by a hand edit) comes back as its text.
-func (s *Session) GetString(ctx context.Context, key string) (string, error) {
-	b, err := s.raw(ctx, key)
-	if b == nil || err != nil {
-		return "", err
-	}
-	if s.m.jsonCodec && plainJSONString(b) {
-		return string(b[1 : len(b)-1]), nil
-	}
-	v, err := s.decodeAny(key, b)
-	if err != nil {
-		return "", err
-	}
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case json.Number:
-		return x.String(), nil
-	case bool:
-		return strconv.FormatBool(x), nil
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64), nil
-	}
-	return "", typeError(key, "a string", v)
-}
-
-// plainJSONString reports whether b is a JSON string whose content needs no
-// unescaping: quotes around printable UTF-8 with no backslash or quote.
-func plainJSONString(b []byte) bool {
-	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
-		return false
-	}
-	for _, c := range b[1 : len(b)-1] {
-		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *Session) decodeAny(key string, b []byte) (any, error) {
-	var v any
-	if err := s.m.codec.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("%w: key %q: %w", ErrDecode, key, err)
-	}
-	return v, nil
-}
-
-// GetInt returns the value of key as an int, or 0 if it is not set. A string
-// holding an integer is accepted.
-func (s *Session) GetInt(ctx context.Context, key string) (int, error) {
-	b, err := s.raw(ctx, key)
-	if b == nil || err != nil {
-		return 0, err
-	}
-	if s.m.jsonCodec {
-		if n, err := strconv.Atoi(string(b)); err == nil {
-			return n, nil
-		}
-	}
-	v, err := s.decodeAny(key, b)
-	if err != nil {
-		return 0, err
-	}
-	var text string
-	switch x := v.(type) {
-	case json.Number:
-		text = x.String()
-	case string:
-		text = x
-	case float64:
-		if x == float64(int(x)) {
-			return int(x), nil
-		}
-		return 0, typeError(key, "an int", v)
-	default:
-		return 0, typeError(key, "an int", v)
-	}
-	n, err := strconv.Atoi(text)
-	if err != nil {
-		return 0, typeError(key, "an int", v)
-	}
-	return n, nil
-}
-
-// GetFloat returns the value of key as a float64, or 0 if it is not set. A
-// string holding a number is accepted.
-func (s *Session) GetFloat(ctx context.Context, key string) (float64, error) {
-	b, err := s.raw(ctx, key)
-	if b == nil || err != nil {
-		return 0, err
-	}
-	v, err := s.decodeAny(key, b)
-	if err != nil {
-		return 0, err
-	}
-	var text string
-	switch x := v.(type) {
-	case float64:
-		return x, nil
-	case json.Number:
-		text = x.String()
-	case string:
-		text = x
-	default:
-		return 0, typeError(key, "a float", v)
-	}
-	f, err := strconv.ParseFloat(text, 64)
-	if err != nil {
-		return 0, typeError(key, "a float", v)
-	}
-	return f, nil
-}
-
-// GetBool returns the value of key as a bool, or false if it is not set. A
-// string that strconv.ParseBool accepts is accepted.
-func (s *Session) GetBool(ctx context.Context, key string) (bool, error) {
-	b, err := s.raw(ctx, key)
-	if b == nil || err != nil {
-		return false, err
-	}
-	if s.m.jsonCodec {
-		switch string(b) {
-		case "true":
-			return true, nil
-		case "false":
-			return false, nil
-		}
-	}
-	v, err := s.decodeAny(key, b)
-	if err != nil {
-		return false, err
-	}
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		if b, err := strconv.ParseBool(x); err == nil {
-			return b, nil
-		}
-	}
-	return false, typeError(key, "a bool", v)
-}
-
-// GetTime returns the value of key as a time, or the zero time if it is not
-// set. Times are stored as RFC 3339 strings with nanoseconds (the JSON form
-// of time.Time).
-func (s *Session) GetTime(ctx context.Context, key string) (time.Time, error) {
-	b, err := s.raw(ctx, key)
-	if b == nil || err != nil {
-		return time.Time{}, err
-	}
-	v, err := s.decodeAny(key, b)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if x, ok := v.(string); ok {
-		if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, typeError(key, "a time", v)
-}
-
-func typeError(key, want string, got any) error {
-	return fmt.Errorf("%w: key %q holds %T %v, not %s", ErrDecode, key, got, got, want)
 }
 
 // Set stores value under key. See SetMany.

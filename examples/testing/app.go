@@ -10,15 +10,21 @@ import (
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
+// The session keys the application uses, with their types.
+var (
+	visits = sessionkit.NewKey[int]("visits")
+	user   = sessionkit.NewKey[string]("user")
+)
+
 // NewApp is the application under test: /visit counts the visits of a
 // session, /whoami says who is logged in, /login?user=U logs U in.
 func NewApp(m *sessionkit.Manager) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/visit", func(w http.ResponseWriter, r *http.Request) {
 		s := m.Session(r.Context())
-		n, err := s.GetInt(r.Context(), "visits")
+		n, _, err := visits.Get(r.Context(), s)
 		if err == nil {
-			err = s.Set(r.Context(), "visits", n+1)
+			err = visits.Set(r.Context(), s, n+1)
 		}
 		if err != nil {
 			m.HTTPError(w, r, err)
@@ -30,7 +36,7 @@ func NewApp(m *sessionkit.Manager) http.Handler {
 		s := m.Session(r.Context())
 		err := s.Renew(r.Context()) // a new token on login, against fixation
 		if err == nil {
-			err = s.Set(r.Context(), "user", r.URL.Query().Get("user"))
+			err = user.Set(r.Context(), s, r.URL.Query().Get("user"))
 		}
 		if err != nil {
 			m.HTTPError(w, r, err)
@@ -39,7 +45,7 @@ func NewApp(m *sessionkit.Manager) http.Handler {
 		fmt.Fprintln(w, "welcome")
 	})
 	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
-		user, err := m.Session(r.Context()).GetString(r.Context(), "user")
+		user, _, err := user.Get(r.Context(), m.Session(r.Context()))
 		if err != nil {
 			m.HTTPError(w, r, err)
 			return

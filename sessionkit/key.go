@@ -1,0 +1,216 @@
+package sessionkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Key is a session key whose values have the Go type T. Declare each key
+// once, next to the code that owns it:
+//
+//	var visits = sessionkit.NewKey[int]("visits")
+//
+//	n, found, err := visits.Get(ctx, s) // found is false when the key is not set
+//	err = visits.Set(ctx, s, n+1)
+//
+// Each call is one store operation, through the Manager's codec. With the
+// default JSONCodec the reads are lenient about hand edits: a string, int,
+// float or bool key reads back a value edited with redis-cli as the other
+// kinds of scalar where it has one meaning (the number 7 as the string "7",
+// the string "7" as the int 7), and a string key reads bytes that are not
+// JSON as the string they spell. A value that does not fit T is ErrDecode.
+type Key[T any] struct{ name string }
+
+// NewKey returns the key of that name. It panics if the name is not a
+// valid session key (empty, over MaxKeyLength bytes, not UTF-8, or starting
+// with ReservedPrefix), as regexp.MustCompile does for a bad pattern: keys
+// are declared once, by the program.
+func NewKey[T any](name string) Key[T] {
+	if err := checkKey(name); err != nil {
+		panic(err)
+	}
+	return Key[T]{name: name}
+}
+
+// Name returns the key's name.
+func (k Key[T]) Name() string { return k.name }
+
+// Get returns the value of the key in s, and whether it was set. When it
+// was not, the value is T's zero value and found is false.
+func (k Key[T]) Get(ctx context.Context, s *Session) (v T, found bool, err error) {
+	b, err := s.getRaw(ctx, k.name)
+	if err != nil || b == nil {
+		return v, false, err
+	}
+	v, err = decodeAs[T](s.m, k.name, b)
+	return v, true, err
+}
+
+// Set stores v under the key in s: see Session.Set.
+func (k Key[T]) Set(ctx context.Context, s *Session, v T) error {
+	return s.Set(ctx, k.name, v)
+}
+
+// Delete removes the key from s.
+func (k Key[T]) Delete(ctx context.Context, s *Session) error {
+	return s.Delete(ctx, k.name)
+}
+
+// decodeAs decodes stored bytes into a T. The scalar kinds read the default
+// codec's JSON directly (no decoder, no allocation for the common cases)
+// and accept the other scalar spellings a hand edit may leave.
+func decodeAs[T any](m *Manager, key string, b []byte) (T, error) {
+	var v T
+	var err error
+	switch p := any(&v).(type) {
+	case *string:
+		*p, err = decodeString(m, key, b)
+	case *int:
+		var n int64
+		n, err = decodeInt(m, key, b, strconv.IntSize)
+		*p = int(n)
+	case *int64:
+		*p, err = decodeInt(m, key, b, 64)
+	case *float64:
+		*p, err = decodeFloat(m, key, b)
+	case *bool:
+		*p, err = decodeBool(m, key, b)
+	default:
+		err = m.unmarshal(key, b, &v)
+	}
+	return v, err
+}
+
+func (m *Manager) unmarshal(key string, b []byte, v any) error {
+	if err := m.codec.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: key %q: %w", ErrDecode, key, err)
+	}
+	return nil
+}
+
+// scalar decodes b into an any, for the lenient paths.
+func scalar(m *Manager, key string, b []byte) (any, error) {
+	var v any
+	return v, m.unmarshal(key, b, &v)
+}
+
+func decodeString(m *Manager, key string, b []byte) (string, error) {
+	if m.jsonCodec && plainJSONString(b) {
+		return string(b[1 : len(b)-1]), nil
+	}
+	v, err := scalar(m, key, b)
+	if err != nil {
+		return "", err
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		return x.String(), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	}
+	return "", typeError(key, "a string", v)
+}
+
+func decodeInt(m *Manager, key string, b []byte, bits int) (int64, error) {
+	if m.jsonCodec {
+		if n, err := strconv.ParseInt(string(b), 10, bits); err == nil {
+			return n, nil
+		}
+	}
+	v, err := scalar(m, key, b)
+	if err != nil {
+		return 0, err
+	}
+	var text string
+	switch x := v.(type) {
+	case json.Number:
+		text = x.String()
+	case string:
+		text = x
+	case float64:
+		if n := int64(x); float64(n) == x {
+			return n, nil
+		}
+		return 0, typeError(key, "an integer", v)
+	default:
+		return 0, typeError(key, "an integer", v)
+	}
+	n, err := strconv.ParseInt(text, 10, bits)
+	if err != nil {
+		return 0, typeError(key, "an integer", v)
+	}
+	return n, nil
+}
+
+func decodeFloat(m *Manager, key string, b []byte) (float64, error) {
+	v, err := scalar(m, key, b)
+	if err != nil {
+		return 0, err
+	}
+	var text string
+	switch x := v.(type) {
+	case float64:
+		return x, nil
+	case json.Number:
+		text = x.String()
+	case string:
+		text = x
+	default:
+		return 0, typeError(key, "a float", v)
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return 0, typeError(key, "a float", v)
+	}
+	return f, nil
+}
+
+func decodeBool(m *Manager, key string, b []byte) (bool, error) {
+	if m.jsonCodec {
+		switch string(b) {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+	}
+	v, err := scalar(m, key, b)
+	if err != nil {
+		return false, err
+	}
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		if b, err := strconv.ParseBool(x); err == nil {
+			return b, nil
+		}
+	}
+	return false, typeError(key, "a bool", v)
+}
+
+// plainJSONString reports whether b is a JSON string whose content needs no
+// unescaping: quotes around printable ASCII with no backslash or quote.
+func plainJSONString(b []byte) bool {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return false
+	}
+	for _, c := range b[1 : len(b)-1] {
+		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func typeError(key, want string, got any) error {
+	return fmt.Errorf("%w: key %q holds %T %v, not %s", ErrDecode, key, got, got, want)
+}
+
