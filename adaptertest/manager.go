@@ -252,6 +252,57 @@ var managerCases = []testCase{
 			e.requireNoRecord(m.StorageKey(renewing.Token()))
 		}
 	}},
+	{"LifecycleEventsAreEmitted", func(e *env) {
+		var mu sync.Mutex
+		var events []sessionkit.Event
+		take := func() []sessionkit.Event {
+			mu.Lock()
+			defer mu.Unlock()
+			out := events
+			events = nil
+			return out
+		}
+		idle := 3 * e.unit()
+		m := e.manager(sessionkit.Options{IdleTimeout: idle, OnEvent: func(ev sessionkit.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, ev)
+		}})
+		requireOne := func(kind sessionkit.EventKind, token string) sessionkit.Event {
+			e.Helper()
+			got := take()
+			require.Len(e, got, 1, "one %v event: %v", kind, got)
+			require.Equal(e, kind, got[0].Kind)
+			if token != "" {
+				require.Equal(e, sessionkit.LogID(token), got[0].LogID)
+			}
+			require.NotNil(e, got[0].Context)
+			require.False(e, got[0].Time.IsZero())
+			return got[0]
+		}
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		requireOne(sessionkit.EventCreated, s.Token())
+		old := s.Token()
+		require.NoError(e, s.Renew(e.ctx))
+		ev := requireOne(sessionkit.EventRenewed, s.Token())
+		require.Equal(e, sessionkit.LogID(old), ev.OldLogID)
+		require.NoError(e, s.Destroy(e.ctx))
+		requireOne(sessionkit.EventDestroyed, "")
+
+		s = m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		take()
+		e.waitGone(m.StorageKey(s.Token()), idle)
+		expired := s.Token()
+		_, err := e.load(m, expired).Get(e.ctx, "a")
+		require.NoError(e, err)
+		requireOne(sessionkit.EventGone, expired)
+
+		_, err = m.Load("not-a-token")
+		require.ErrorIs(e, err, sessionkit.ErrInvalidToken)
+		requireOne(sessionkit.EventRejected, "")
+	}},
 	{"DestroyEndsTheSession", func(e *env) {
 		m := e.manager(sessionkit.Options{})
 		s := m.NewSession()

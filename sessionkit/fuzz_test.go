@@ -43,7 +43,7 @@ func FuzzRequestToken(f *testing.F) {
 		r.Header["X-Session"] = []string{header}
 		for _, m := range []*Manager{cookieM, headerM} {
 			var got [maxCandidates]string
-			n := m.requestTokens(r, &got)
+			n, _ := m.requestTokens(r, &got)
 			for i, tok := range got[:n] {
 				if !validToken(tok) {
 					t.Fatalf("accepted a malformed token %q", tok)

@@ -137,7 +137,11 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		// One allocation holds the request's session and its writer.
 		cw := &commitWriter{ResponseWriter: w, m: m, r: r}
 		s := &cw.session
-		if n := m.requestTokens(r, &cw.sent); n > 0 {
+		n, rejected := m.requestTokens(r, &cw.sent)
+		if rejected {
+			m.emit(r.Context(), EventRejected, "", "", nil)
+		}
+		if n > 0 {
 			m.load(s, cw.sent[0]) // requestTokens returns only well-formed tokens
 			s.nalt = copy(s.alt[:], cw.sent[1:n])
 		} else {
@@ -149,32 +153,37 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 }
 
 // requestTokens fills out with the distinct well-formed tokens the request
-// carries, at most maxCandidates, in order, and returns how many.
-func (m *Manager) requestTokens(r *http.Request, out *[maxCandidates]string) int {
+// carries, at most maxCandidates, in order, and returns how many, and
+// whether it also carried a malformed one.
+func (m *Manager) requestTokens(r *http.Request, out *[maxCandidates]string) (n int, rejected bool) {
 	if m.header != "" {
-		if t := r.Header.Get(m.header); validToken(t) {
+		t := r.Header.Get(m.header)
+		if validToken(t) {
 			out[0] = t
-			return 1
+			return 1, false
 		}
-		return 0
+		return 0, t != ""
 	}
 	// Several cookies of one name can arrive (a parent domain's, one
 	// tossed from a sibling subdomain): the first that names a live
 	// session wins, so keep a few to try in order. Parsed here rather than
 	// with Request.Cookies, which allocates every cookie.
-	n := 0
 	for _, line := range r.Header["Cookie"] {
 		for line != "" && n < maxCandidates {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if ok && name == m.cookie.Name && validToken(value) && !slices.Contains(out[:n], value) {
+			switch {
+			case !ok || name != m.cookie.Name:
+			case !validToken(value):
+				rejected = true
+			case !slices.Contains(out[:n], value):
 				out[n] = value
 				n++
 			}
 		}
 	}
-	return n
+	return n, rejected
 }
 
 // writeToken sets the response headers for the session's state, just

@@ -65,7 +65,7 @@ func (k Key[T]) Delete(ctx context.Context, s *Session) error {
 func decodeAs[T any](m *Manager, key string, b []byte) (T, error) {
 	var v T
 	var err error
-	switch p := any(&v).(type) {
+	switch p := any(&v).(type) { // v stays on the stack: only the default case needs the heap
 	case *string:
 		*p, err = decodeString(m, key, b)
 	case *int:
@@ -79,7 +79,9 @@ func decodeAs[T any](m *Manager, key string, b []byte) (T, error) {
 	case *bool:
 		*p, err = decodeBool(m, key, b)
 	default:
-		err = m.unmarshal(key, b, &v)
+		heap := new(T)
+		err = m.unmarshal(key, b, heap)
+		return *heap, err
 	}
 	return v, err
 }
@@ -213,4 +215,3 @@ func plainJSONString(b []byte) bool {
 func typeError(key, want string, got any) error {
 	return fmt.Errorf("%w: key %q holds %T %v, not %s", ErrDecode, key, got, got, want)
 }
-

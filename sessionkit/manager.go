@@ -1,6 +1,7 @@
 package sessionkit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,8 +63,13 @@ type Options struct {
 	// the handler calls Manager.HTTPError. Default: Manager.DefaultErrorHandler.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 	// Logger receives the errors that Manager.DefaultErrorHandler answers,
-	// with the session's LogID, never its token. Default slog.Default().
+	// and every lifecycle event at Debug level, with the session's LogID,
+	// never its token. Default slog.Default().
 	Logger *slog.Logger
+	// OnEvent, if set, receives every lifecycle event (see Event), in the
+	// goroutine of the call that caused it; it must not block. Unset, the
+	// events cost nothing.
+	OnEvent func(Event)
 }
 
 // Manager owns session policy: tokens, storage keys, expiry, codec and
@@ -81,6 +87,7 @@ type Manager struct {
 	header       string
 	errorHandler func(http.ResponseWriter, *http.Request, error)
 	logger       *slog.Logger
+	onEvent      func(Event)
 	ctxKey       *contextKey // this Manager's key for its sessions in a request context
 }
 
@@ -144,6 +151,7 @@ func New(opts Options) (*Manager, error) {
 	if m.errorHandler == nil {
 		m.errorHandler = m.DefaultErrorHandler
 	}
+	m.onEvent = opts.OnEvent
 	m.logger = opts.Logger
 	if m.logger == nil {
 		m.logger = slog.Default()
@@ -193,6 +201,7 @@ func (m *Manager) initFresh(s *Session) {
 // ErrInvalidToken and no handle.
 func (m *Manager) Load(token string) (*Session, error) {
 	if !validToken(token) {
+		m.emit(context.Background(), EventRejected, "", "", nil)
 		return nil, ErrInvalidToken
 	}
 	s := &Session{}

@@ -71,7 +71,7 @@ func (s *Session) reset() {
 // it and runs op again; when none is left, the handle turns fresh and the
 // caller goes on as with an empty session (check s.stored). Call with s.mu
 // held and s.stored true.
-func (s *Session) call(op func(key string) error) error {
+func (s *Session) call(ctx context.Context, op func(key string) error) error {
 	for {
 		err := op(s.key)
 		switch {
@@ -79,6 +79,7 @@ func (s *Session) call(op func(key string) error) error {
 			s.touched = true
 			return nil
 		case errors.Is(err, ErrNotFound):
+			s.m.emit(ctx, EventGone, s.token, "", nil)
 			if s.nalt > 0 {
 				s.nalt--
 				s.token = s.alt[0]
@@ -89,6 +90,7 @@ func (s *Session) call(op func(key string) error) error {
 			s.reset()
 			return nil
 		default:
+			s.m.storeError(ctx, s.token, err)
 			return err
 		}
 	}
@@ -162,7 +164,7 @@ func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
 		return nil, s.detachedErr()
 	}
 	var vals [][]byte
-	err := s.call(func(k string) (err error) {
+	err := s.call(ctx, func(k string) (err error) {
 		vals, err = s.m.store.Get(ctx, k, key)
 		return err
 	})
@@ -208,7 +210,7 @@ func (s *Session) writeLocked(ctx context.Context, fields []Field) error {
 		return err
 	}
 	if s.stored {
-		err := s.call(func(k string) error { return s.m.store.Set(ctx, k, fields, s.m.maxFields) })
+		err := s.call(ctx, func(k string) error { return s.m.store.Set(ctx, k, fields, s.m.maxFields) })
 		if err != nil || s.stored {
 			return err
 		}
@@ -218,9 +220,11 @@ func (s *Session) writeLocked(ctx context.Context, fields []Field) error {
 
 func (s *Session) create(ctx context.Context, fields []Field) error {
 	if err := s.m.store.Create(ctx, s.key, fields, s.exp); err != nil {
+		s.m.storeError(ctx, s.token, err)
 		return err
 	}
 	s.stored, s.issued, s.touched = true, true, true
+	s.m.emit(ctx, EventCreated, s.token, "", nil)
 	return nil
 }
 
@@ -236,7 +240,7 @@ func (s *Session) Delete(ctx context.Context, keys ...string) error {
 	if err := s.writable(); err != nil || !s.stored || len(keys) == 0 {
 		return err
 	}
-	return s.call(func(k string) error { return s.m.store.Delete(ctx, k, keys...) })
+	return s.call(ctx, func(k string) error { return s.m.store.Delete(ctx, k, keys...) })
 }
 
 // Has reports whether key is set.
@@ -250,7 +254,7 @@ func (s *Session) Has(ctx context.Context, key string) (bool, error) {
 		return false, s.detachedErr()
 	}
 	var ok bool
-	err := s.call(func(k string) (err error) {
+	err := s.call(ctx, func(k string) (err error) {
 		ok, err = s.m.store.Has(ctx, k, key)
 		return err
 	})
@@ -268,7 +272,7 @@ func (s *Session) Keys(ctx context.Context) ([]string, error) {
 		return nil, s.detachedErr()
 	}
 	var keys []string
-	err := s.call(func(k string) (err error) {
+	err := s.call(ctx, func(k string) (err error) {
 		keys, err = s.m.store.Keys(ctx, k)
 		return err
 	})
@@ -303,7 +307,7 @@ func (s *Session) allRaw(ctx context.Context) (map[string][]byte, error) {
 		return nil, s.detachedErr()
 	}
 	var raw map[string][]byte
-	err := s.call(func(k string) (err error) {
+	err := s.call(ctx, func(k string) (err error) {
 		raw, err = s.m.store.GetAll(ctx, k)
 		return err
 	})
@@ -321,7 +325,7 @@ func (s *Session) Len(ctx context.Context) (int, error) {
 		return 0, s.detachedErr()
 	}
 	var n int
-	err := s.call(func(k string) (err error) {
+	err := s.call(ctx, func(k string) (err error) {
 		n, err = s.m.store.Len(ctx, k)
 		return err
 	})
@@ -338,7 +342,7 @@ func (s *Session) Clear(ctx context.Context) error {
 	if err := s.writable(); err != nil || !s.stored {
 		return err
 	}
-	return s.call(func(k string) error { return s.m.store.Clear(ctx, k) })
+	return s.call(ctx, func(k string) error { return s.m.store.Clear(ctx, k) })
 }
 
 // Destroy removes the session from the store (logout). The handle turns
@@ -356,15 +360,18 @@ func (s *Session) Destroy(ctx context.Context) error {
 	}
 	if s.stored {
 		if err := s.m.store.Destroy(ctx, s.key); err != nil {
+			s.m.storeError(ctx, s.token, err)
 			return err
 		}
 		for _, t := range s.alt[:s.nalt] {
 			if err := s.m.store.Destroy(ctx, s.m.StorageKey(t)); err != nil {
+				s.m.storeError(ctx, t, err)
 				return err
 			}
 		}
 		s.nalt = 0
 		s.destroyed = true
+		s.m.emit(ctx, EventDestroyed, s.token, "", nil)
 	}
 	s.reset()
 	return nil
@@ -394,7 +401,7 @@ func (s *Session) Renew(ctx context.Context) error {
 		return nil
 	}
 	var token, key string
-	err := s.call(func(old string) error {
+	err := s.call(ctx, func(old string) error {
 		token = renewToken(tokenTag(s.token)) // the same tag: the same Cluster slot
 		key = s.m.StorageKey(token)
 		return s.m.store.Rename(ctx, old, key)
@@ -402,6 +409,7 @@ func (s *Session) Renew(ctx context.Context) error {
 	if err != nil || !s.stored {
 		return err
 	}
+	s.m.emit(ctx, EventRenewed, token, s.token, nil)
 	s.token, s.key, s.issued = token, key, true
 	return nil
 }
@@ -421,7 +429,7 @@ func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
 	if !s.stored {
 		return nil
 	}
-	return s.call(func(k string) error { return s.m.store.SetExpiry(ctx, k, exp) })
+	return s.call(ctx, func(k string) error { return s.m.store.SetExpiry(ctx, k, exp) })
 }
 
 // ExpiresAt refreshes the session's idle timeout and returns when the
@@ -434,7 +442,7 @@ func (s *Session) ExpiresAt(ctx context.Context) (time.Time, error) {
 		return time.Time{}, s.detachedErr()
 	}
 	var ttl time.Duration
-	err := s.call(func(k string) (err error) {
+	err := s.call(ctx, func(k string) (err error) {
 		ttl, err = s.m.store.Touch(ctx, k)
 		return err
 	})

@@ -32,16 +32,21 @@ var tokenEncoding = base64.RawURLEncoding.Strict()
 func newToken() string {
 	var tag [tagLength * 3 / 4]byte
 	_, _ = rand.Read(tag[:])
-	return renewToken(tokenEncoding.EncodeToString(tag[:]))
+	var buf [tagLength]byte
+	return makeToken(tokenEncoding.AppendEncode(buf[:0], tag[:]))
 }
 
 // renewToken returns a fresh token under tag (the tag of a valid token).
-func renewToken(tag string) string {
+func renewToken(tag string) string { return makeToken([]byte(tag)) }
+
+// makeToken returns tag, a dot and a fresh secret, built on the stack and
+// copied once into the string.
+func makeToken(tag []byte) string {
 	var b [secretBytes]byte
 	_, _ = rand.Read(b[:])
-	buf := make([]byte, 0, TokenLength)
-	buf = append(append(buf, tag...), '.')
-	return string(tokenEncoding.AppendEncode(buf, b[:]))
+	var buf [TokenLength]byte
+	t := append(append(buf[:0], tag...), '.')
+	return string(tokenEncoding.AppendEncode(t, b[:]))
 }
 
 // tokenTag returns the tag of a valid token.
