@@ -19,6 +19,7 @@ import (
 
 	"github.com/sessionkit/sessionkit/adapters/memory"
 	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
@@ -95,6 +96,13 @@ func newFixture(t *testing.T, opts sessionkit.Options) *fixture {
 	require.NoError(t, err)
 	f.m = m
 	return f
+}
+
+// ttl reads the memory store's expiry of key without refreshing it.
+func (f *fixture) ttl(key string) (time.Duration, bool) {
+	ttl, ok, err := testhook.Of(f.mem).TTL(f.t.Context(), key)
+	require.NoError(f.t, err)
+	return ttl, ok
 }
 
 // app is a small application: /none ignores its session, /get reads "n",
@@ -268,7 +276,7 @@ func TestRememberMeGivesThatSessionAPersistentCookie(t *testing.T) {
 	c := sessionCookie(t, f.do("/remember", ""))
 	require.Equal(t, 30*24*3600, c.MaxAge)
 	key := f.m.StorageKey(c.Value)
-	ttl, ok := f.mem.TTL(key)
+	ttl, ok := f.ttl(key)
 	require.True(t, ok)
 	require.Equal(t, 7*24*time.Hour, ttl, "the store holds the session's own idle timeout")
 }
@@ -282,7 +290,7 @@ func TestDestroyExpiresTheCookie(t *testing.T) {
 	require.Empty(t, c.Value)
 	require.Equal(t, -1, c.MaxAge)
 	require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
-	_, ok := f.mem.TTL(f.m.StorageKey(token))
+	_, ok := f.ttl(f.m.StorageKey(token))
 	require.False(t, ok)
 }
 
@@ -381,7 +389,7 @@ func TestTheFirstCookieThatNamesALiveSessionWins(t *testing.T) {
 	f.app().ServeHTTP(w, r)
 	require.Nil(t, sessionCookie(t, w.Result()), "a write to the live session issues no new token")
 	require.Equal(t, "changed", body(t, f.do("/get", live)))
-	_, ok := f.mem.TTL(f.m.StorageKey(tossed))
+	_, ok := f.ttl(f.m.StorageKey(tossed))
 	require.False(t, ok, "nothing is created under the tossed token")
 
 	// At most three are tried: a fourth cookie is never reached.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
@@ -332,35 +333,36 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// TTL returns the time left to the record under key without refreshing it,
-// and false if there is no live record. For tests and operators.
-func (s *Store) TTL(key string) (time.Duration, bool) {
+func init() { testhook.Register(func(s *Store) testhook.Hooks { return hooks{s} }) }
+
+// hooks are the Store's test hooks (internal/testhook).
+type hooks struct{ s *Store }
+
+func (h hooks) TTL(_ context.Context, key string) (time.Duration, bool, error) {
+	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.records[key]
 	if r == nil || !s.now().Before(r.expires) {
-		return 0, false
+		return 0, false, nil
 	}
-	return r.expires.Sub(s.now()), true
+	return r.expires.Sub(s.now()), true, nil
 }
 
-// SetRaw overwrites one field of a live record as a hand edit would, without
-// refreshing its expiry. For tests.
-func (s *Store) SetRaw(key, name string, value []byte) bool {
+func (h hooks) SetRaw(_ context.Context, key, name string, value []byte) error {
+	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.records[key]
 	if r == nil || !s.now().Before(r.expires) || r.movedTo != "" {
-		return false
+		return sessionkit.ErrNotFound
 	}
 	r.fields[name] = clone(value)
-	return true
+	return nil
 }
 
-// Records returns the number of records held in memory, expired or not:
-// what the sweeper has not removed yet.
-func (s *Store) Records() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.records)
+func (h hooks) Records() int {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return len(h.s.records)
 }

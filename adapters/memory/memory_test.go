@@ -1,7 +1,6 @@
 package memory_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -10,26 +9,20 @@ import (
 
 	"github.com/sessionkit/sessionkit/adapters/memory"
 	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
 func harness(t *testing.T) *adaptertest.Harness {
 	clock := adaptertest.NewClock()
 	s := memory.New(&memory.Options{Clock: clock.Now})
+	h := testhook.Of(s)
 	return &adaptertest.Harness{
 		Store:   s,
 		Now:     clock.Now,
 		Advance: clock.Advance,
-		TTL: func(_ context.Context, key string) (time.Duration, bool, error) {
-			ttl, ok := s.TTL(key)
-			return ttl, ok, nil
-		},
-		SetRaw: func(_ context.Context, key, field string, value []byte) error {
-			if !s.SetRaw(key, field, value) {
-				return sessionkit.ErrNotFound
-			}
-			return nil
-		},
+		TTL:     h.TTL,
+		SetRaw:  h.SetRaw,
 	}
 }
 
@@ -43,10 +36,10 @@ func TestExpiredSessionsAreSweptFromMemory(t *testing.T) {
 	for i := range 1000 {
 		require.NoError(t, s.Create(ctx, fmt.Sprint("old", i), nil, exp))
 	}
-	require.Equal(t, 1000, s.Records())
+	require.Equal(t, 1000, testhook.Of(s).Records())
 	clock.Advance(11 * time.Minute)
 	require.NoError(t, s.Create(ctx, "new", nil, exp))
-	require.Equal(t, 1, s.Records(), "the write after the sweep interval removed every expired session")
+	require.Equal(t, 1, testhook.Of(s).Records(), "the write after the sweep interval removed every expired session")
 	n, err := s.Count(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
