@@ -17,6 +17,8 @@ import (
 type Cluster struct {
 	// Nodes are the servers, masters first as created.
 	Nodes []*Server
+
+	masters int // as created
 }
 
 // Addrs returns every node's address.
@@ -66,7 +68,7 @@ func RedisCluster(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
 	lookPath(t, "redis-server", "redis-server")
 	cli := lookPath(t, "redis-cli", "redis-tools")
-	c := &Cluster{}
+	c := &Cluster{masters: masters}
 	for range masters * (1 + replicas) {
 		port := clusterPort(t)
 		dir := t.TempDir()
@@ -99,8 +101,11 @@ func RedisCluster(t testing.TB, masters, replicas int) *Cluster {
 	return c
 }
 
-// WaitHealthy waits until every running node reports cluster_state:ok and
-// sees as many masters with slots as the cluster was created with.
+// WaitHealthy waits until every running node reports cluster_state:ok, every
+// slot served by a master it does not suspect (cluster_slots_ok:16384), and
+// as many masters with slots as the cluster was created with
+// (cluster_size). cluster_state alone is not enough: under
+// cluster-require-full-coverage no it stays ok while slots are down.
 func (c *Cluster) WaitHealthy(t testing.TB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -127,8 +132,10 @@ func (c *Cluster) healthy() error {
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(info, "cluster_state:ok") {
-			return fmt.Errorf("%s: not ok", n.Addr)
+		for _, want := range []string{"cluster_state:ok", "cluster_slots_ok:16384", fmt.Sprintf("cluster_size:%d", c.masters)} {
+			if !strings.Contains(info, want+"\r\n") {
+				return fmt.Errorf("%s: not %s", n.Addr, want)
+			}
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,8 +239,45 @@ func MemcachedStat(addr, name string) (int64, error) {
 
 // Pause freezes the server process (SIGSTOP): connections stay open and
 // nothing answers, as with a hung server or a network partition. Resume
-// undoes it.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+// undoes it. It returns once every thread has stopped (where /proc says so):
+// the signal alone lets a thread that is running answer one more request.
+func (s *Server) Pause() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	pid := s.cmd.Process.Pid
+	s.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for !stopped(pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testserver: %s did not stop within 5s of SIGSTOP", s.bin)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// stopped reports whether every thread of process pid is stopped, or true
+// when /proc cannot tell (not Linux).
+func stopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return true
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(task)
+		if err != nil {
+			continue // the thread exited
+		}
+		// The state follows the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused server (SIGCONT).
 func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
