@@ -5,14 +5,15 @@
 // different keys of one session never overwrite each other.
 //
 // It takes a redis.UniversalClient, so one server, Sentinel and Cluster run
-// the same code. Redis 6.2+ and Valkey are supported.
+// the same code. It needs Redis 7.0+ or Valkey 7.2+ (PEXPIREAT … LT).
 //
 // # Key layout
 //
-// A session lives under the storage key the Manager chooses (a prefix and a
-// hash of the token, e.g. "session:3q2-…"), as a hash:
+// A session lives under the storage key the Manager chooses (a prefix, the
+// session's hash tag and a hash of the token, e.g. "session:{AbCd}3q2-…"),
+// as a hash:
 //
-//	HGETALL session:3q2-…
+//	HGETALL session:{AbCd}3q2-…
 //	__sk_d  1764260238123   deadline: creation + lifetime, Unix ms
 //	__sk_i  1800000         idle timeout, ms
 //	__sk_c  1764173838123   creation, Unix ms
@@ -20,14 +21,29 @@
 //	user    "ana"
 //
 // The three __sk_ fields are the metadata; session keys cannot start with
-// that prefix (sessionkit.ReservedPrefix). The key's TTL is always
+// that prefix (sessionkit.ReservedPrefix). Times are Redis's own clock
+// (TIME, read by Create and SetExpiry), never the application servers', so
+// clock skew between them moves nothing. The key's TTL is always
 // min(idle, deadline - now): every operation sets it again in the same
-// script, so a key never lives without a TTL and never past its deadline.
-// Times come from the Store's clock (Options.Clock, the application
-// servers' clocks, kept in step by NTP), not from Redis's TIME, which
-// measured as costly as the rest of a script. Values are the codec's bytes
-// (JSON by default), so `HSET session:3q2-… user '"bob"'` (or plain `bob`)
-// edits a session by hand.
+// script, with PEXPIRE key idle then PEXPIREAT key deadline LT, so a key
+// never lives without a TTL and never past its deadline. Values are the
+// codec's bytes (JSON by default), so `HSET session:{AbCd}3q2-… user '"bob"'`
+// (or plain `bob`) edits a session by hand.
+//
+// Rename (Session.Renew) moves the hash to the new key with RENAME (same
+// hash tag, same Cluster slot) and leaves at the old key a marker, a hash
+// with one field naming the new key:
+//
+//	HGETALL session:{AbCd}old…
+//	__sk_r  session:{AbCd}3q2-…
+//
+// It expires after sessionkit.RenewMarkerTTL (1 min), or with the record if
+// that comes first. Every operation on it returns sessionkit.ErrRenewed
+// except Destroy, which removes it and the record it leads to.
+//
+// A key with missing or malformed metadata, or of another type than a hash,
+// is corrupt: every operation reads it as sessionkit.ErrNotFound and
+// deletes it.
 //
 // Small sessions stay in Redis's compact listpack encoding: up to
 // hash-max-listpack-entries fields (128 by default, metadata included) of
@@ -37,24 +53,33 @@
 //
 // # Round trips
 //
-// Every operation is one EVALSHA of a script that touches only the
-// session's key (an EVAL once per script and server, when Redis answers
-// NOSCRIPT), and Destroy is one DEL. Rename, used by Session.Renew, is the
-// exception: three round trips (read the hash, write it under the new key,
-// DEL the old), because the two keys are in different Cluster slots. A write
-// to the old key that lands between the first and the last step is lost;
-// Renew runs at login, when that does not matter.
+// Every operation is one EVALSHA of a script that touches only the keys it
+// declares (an EVAL once per script and server, when Redis answers
+// NOSCRIPT). Rename is one script on both keys. Destroy is one script, plus
+// one more per marker it follows: two round trips for a logout through a
+// token renewed less than a minute ago. docs/redis.md lists the commands
+// each operation runs on the server.
+//
+// # Memory
+//
+// Under maxmemory-policy noeviction, a write that grows a record (Create,
+// Set, Rename) fails with sessionkit.ErrUnavailable, wrapping Redis's OOM
+// error, and changes nothing once Redis is over maxmemory; reads, Delete,
+// Clear and Destroy keep working. docs/operations.md says which eviction
+// policies are safe for sessions.
 //
 // # Errors
 //
-// A missing or expired session is sessionkit.ErrNotFound. Every error of the
-// client wraps sessionkit.ErrUnavailable and the client's error (a
-// redis.Error, a net.Error, …); a done context wraps the context's error.
+// A missing, expired or corrupt session is sessionkit.ErrNotFound, a key
+// left by Rename is sessionkit.ErrRenewed. Every error of the client wraps
+// sessionkit.ErrUnavailable and the client's error (a redis.Error, a
+// net.Error, …); a done context wraps the context's error.
 package redishash
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -63,26 +88,21 @@ import (
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
-// The metadata fields of every session hash.
+// The metadata fields of every session hash, and the field of a marker.
 const (
-	fieldDeadline = sessionkit.ReservedPrefix + "d" // creation + lifetime, Unix ms
+	fieldDeadline = sessionkit.ReservedPrefix + "d" // creation + lifetime, Unix ms on Redis's clock
 	fieldIdle     = sessionkit.ReservedPrefix + "i" // idle timeout, ms
-	fieldCreated  = sessionkit.ReservedPrefix + "c" // creation, Unix ms
-	metaCount     = "3"
+	fieldCreated  = sessionkit.ReservedPrefix + "c" // creation, Unix ms on Redis's clock
+	fieldRenamed  = sessionkit.ReservedPrefix + "r" // in a marker: the key the record moved to
 )
 
-// Options configures a Store. The zero value means defaults.
-type Options struct {
-	// Clock returns the current time. Default time.Now. The absolute
-	// lifetime is measured on this clock (the application servers', kept
-	// in step by NTP); the idle timeout is a Redis TTL.
-	Clock func() time.Time
-}
+// Options configures a Store. It has no settings today (the clock is
+// Redis's); nil and the zero value mean defaults.
+type Options struct{}
 
 // Store is a sessionkit.Store on Redis hashes.
 type Store struct {
 	client redis.UniversalClient
-	now    func() time.Time
 }
 
 var _ sessionkit.Store = (*Store)(nil)
@@ -90,23 +110,16 @@ var _ sessionkit.Store = (*Store)(nil)
 // New returns a Store on client; opts may be nil. The Store does not own the
 // client: closing it is the caller's job.
 func New(client redis.UniversalClient, opts *Options) *Store {
-	s := &Store{client: client, now: time.Now}
-	if opts != nil && opts.Clock != nil {
-		s.now = opts.Clock
-	}
-	return s
-}
-
-// args starts a script's ARGV with the clock, with room for n more.
-func (s *Store) args(n int) []any {
-	return append(make([]any, 0, 1+n), s.now().UnixMilli())
+	return &Store{client: client}
 }
 
 func wrap(op string, err error) error {
 	return sessionkit.BackendError("redishash: "+op, err)
 }
 
-func ms(d time.Duration) int64 { return d.Milliseconds() }
+// ms is d in whole milliseconds, at least 1: a positive duration never
+// becomes an expiry of 0, which would delete the key at once.
+func ms(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
 // checkNames refuses field names that would overwrite the metadata.
 func checkNames(names []string) error {
@@ -116,6 +129,14 @@ func checkNames(names []string) error {
 		}
 	}
 	return nil
+}
+
+// names appends the names to args.
+func names(args []any, names []string) []any {
+	for _, n := range names {
+		args = append(args, n)
+	}
+	return args
 }
 
 // pairs appends field, value, … to args.
@@ -129,55 +150,81 @@ func pairs(args []any, fields []sessionkit.Field) ([]any, error) {
 	return args, nil
 }
 
-// status runs a script that answers an integer, where -1 means no live record.
-func (s *Store) status(ctx context.Context, op string, sc *redis.Script, key string, args ...any) (int64, error) {
-	n, err := sc.Run(ctx, s.client, []string{key}, args...).Int64()
+// errRetry is Create's replyRetry: it removed a corrupt record in its way.
+var errRetry = errors.New("redishash: retry")
+
+// run runs a script and turns its reply codes into errors.
+func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args ...any) (any, error) {
+	v, err := sc.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
-		return 0, wrap(op, err)
+		return nil, wrap(op, err)
 	}
-	if n == replyNotFound {
-		return 0, sessionkit.ErrNotFound
+	n, ok := v.(int64)
+	if !ok || n >= 0 {
+		return v, nil
+	}
+	switch n {
+	case replyNotFound:
+		return nil, sessionkit.ErrNotFound
+	case replyTooMany:
+		return nil, sessionkit.ErrTooManyFields
+	case replyRenewed:
+		return nil, sessionkit.ErrRenewed
+	case replyExists:
+		return nil, sessionkit.ErrExists
+	case replyRetry:
+		return nil, errRetry
+	}
+	return nil, wrap(op, fmt.Errorf("unexpected reply %d", n))
+}
+
+// status runs a script whose result is an integer.
+func (s *Store) status(ctx context.Context, op string, sc *redis.Script, key string, args ...any) (int64, error) {
+	v, err := s.run(ctx, op, sc, []string{key}, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return 0, wrap(op, fmt.Errorf("unexpected reply %T", v))
 	}
 	return n, nil
 }
 
-// list runs a script that answers an array, or nil when there is no live record.
+// list runs a script whose result is an array.
 func (s *Store) list(ctx context.Context, op string, sc *redis.Script, key string, args ...any) ([]any, error) {
-	vals, err := sc.Run(ctx, s.client, []string{key}, args...).Slice()
-	if errors.Is(err, redis.Nil) {
-		return nil, sessionkit.ErrNotFound
-	}
+	v, err := s.run(ctx, op, sc, []string{key}, args...)
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, err
+	}
+	vals, ok := v.([]any)
+	if !ok {
+		return nil, wrap(op, fmt.Errorf("unexpected reply %T", v))
 	}
 	return vals, nil
 }
 
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
-	args, err := pairs(append(s.args(2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
+	args, err := pairs(append(make([]any, 0, 2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
 	if err != nil {
 		return err
 	}
-	n, err := createScript.Run(ctx, s.client, []string{key}, args...).Int64()
-	if err != nil {
-		return wrap("create", err)
+	// A corrupt record under the key is removed by the first run; the
+	// second creates. Only a key corrupted again in between gets a third.
+	for range 3 {
+		if _, err = s.status(ctx, "create", createScript, key, args...); !errors.Is(err, errRetry) {
+			return err
+		}
 	}
-	if n == replyExists {
-		return sessionkit.ErrExists
-	}
-	return nil
+	return wrap("create", errors.New("the key was corrupted again at every try"))
 }
 
-func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte, error) {
-	args := s.args(len(names))
-	for _, n := range names {
-		args = append(args, n)
-	}
-	vals, err := s.list(ctx, "get", getScript, key, args...)
+func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte, error) {
+	vals, err := s.list(ctx, "get", getScript, key, names(make([]any, 0, len(fields)), fields)...)
 	if err != nil {
 		return nil, err
 	}
-	vals = vals[2:] // the deadline and idle timeout came first
+	vals = vals[metaArgs:] // guard's HMGET read the metadata first
 	out := make([][]byte, len(vals))
 	for i, v := range vals {
 		if str, ok := v.(string); ok {
@@ -188,7 +235,7 @@ func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte,
 }
 
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
-	vals, err := s.list(ctx, "getall", getAllScript, key, s.args(0)...)
+	vals, err := s.list(ctx, "getall", getAllScript, key)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +252,7 @@ func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, erro
 }
 
 func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
-	vals, err := s.list(ctx, "keys", keysScript, key, s.args(0)...)
+	vals, err := s.list(ctx, "keys", keysScript, key)
 	if err != nil {
 		return nil, err
 	}
@@ -219,75 +266,66 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 }
 
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
-	n, err := s.status(ctx, "has", hasScript, key, append(s.args(1), name)...)
+	n, err := s.status(ctx, "has", hasScript, key, name)
 	return n == 1, err
 }
 
 func (s *Store) Len(ctx context.Context, key string) (int, error) {
-	n, err := s.status(ctx, "len", lenScript, key, s.args(0)...)
+	n, err := s.status(ctx, "len", lenScript, key)
 	return int(n), err
 }
 
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
-	args, err := pairs(append(s.args(1+2*len(fields)), maxFields), fields)
+	args, err := pairs(append(make([]any, 0, 1+2*len(fields)), maxFields), fields)
 	if err != nil {
 		return err
 	}
-	n, err := s.status(ctx, "set", setScript, key, args...)
-	if err == nil && n == replyTooMany {
-		return sessionkit.ErrTooManyFields
-	}
+	_, err = s.status(ctx, "set", setScript, key, args...)
 	return err
 }
 
-func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
-	if err := checkNames(names); err != nil {
+func (s *Store) Delete(ctx context.Context, key string, fields ...string) error {
+	if err := checkNames(fields); err != nil {
 		return err
 	}
-	if len(names) == 0 {
-		_, err := s.Touch(ctx, key)
-		return err
-	}
-	args := s.args(len(names))
-	for _, n := range names {
-		args = append(args, n)
-	}
-	_, err := s.status(ctx, "delete", deleteScript, key, args...)
+	_, err := s.status(ctx, "delete", deleteScript, key, names(make([]any, 0, len(fields)), fields)...)
 	return err
 }
 
 func (s *Store) Clear(ctx context.Context, key string) error {
-	_, err := s.status(ctx, "clear", clearScript, key, s.args(0)...)
+	_, err := s.status(ctx, "clear", clearScript, key)
 	return err
 }
 
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
-	n, err := s.status(ctx, "touch", touchScript, key, s.args(0)...)
+	n, err := s.status(ctx, "touch", touchScript, key)
 	return time.Duration(n) * time.Millisecond, err
 }
 
 func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
-	_, err := s.status(ctx, "setexpiry", setExpiryScript, key, append(s.args(2), ms(exp.Idle), ms(exp.Absolute))...)
+	_, err := s.status(ctx, "setexpiry", setExpiryScript, key, ms(exp.Idle), ms(exp.Absolute))
 	return err
 }
 
+// Rename is one script on both keys, which the Manager gives the same hash
+// tag: on Redis Cluster, keys in different slots fail with CROSSSLOT.
 func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
-	vals, err := s.list(ctx, "rename", getAllScript, oldKey, s.args(0)...)
-	if err != nil {
-		return err
-	}
-	n, err := restoreScript.Run(ctx, s.client, []string{newKey}, append(s.args(len(vals)), vals...)...).Int64()
-	switch {
-	case err != nil:
-		return wrap("rename", err)
-	case n == replyExists:
-		return sessionkit.ErrExists
-	case n == replyNotFound: // the lifetime ran out between the two steps
-		return sessionkit.ErrNotFound
-	}
-	return wrap("rename", s.client.Del(ctx, oldKey).Err())
+	_, err := s.run(ctx, "rename", renameScript, []string{oldKey, newKey}, sessionkit.RenewMarkerTTL.Milliseconds())
+	return err
 }
 
+// Destroy removes the key and, while it finds markers, the keys they name:
+// one round trip per key.
 func (s *Store) Destroy(ctx context.Context, key string) error {
-	return wrap("destroy", s.client.Del(ctx, key).Err())
+	for key != "" {
+		next, err := destroyScript.Run(ctx, s.client, []string{key}).Text()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		if err != nil {
+			return wrap("destroy", err)
+		}
+		key = next
+	}
+	return nil
 }

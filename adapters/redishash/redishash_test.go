@@ -38,22 +38,48 @@ func hset(client redis.UniversalClient) func(context.Context, string, string, []
 	}
 }
 
-// miniredisHarness runs the suite on miniredis, with the store's clock and
-// miniredis's TTLs driven by the suite.
+// corrupt damages a record as a hand edit would. Every kind leaves the key
+// without expiry where the kind allows it, as the worst case. Garbage has
+// no meaning for a hash: any bytes are a valid field value.
+func corrupt(client redis.UniversalClient) func(context.Context, string, adaptertest.Corruption) error {
+	return func(ctx context.Context, key string, kind adaptertest.Corruption) error {
+		switch kind {
+		case adaptertest.MetadataRemoved:
+			if err := client.HDel(ctx, key, "__sk_d", "__sk_i", "__sk_c").Err(); err != nil {
+				return err
+			}
+			return client.Persist(ctx, key).Err()
+		case adaptertest.MetadataMalformed:
+			return client.HSet(ctx, key, "__sk_i", "1.5").Err()
+		case adaptertest.WrongType:
+			if err := client.Del(ctx, key).Err(); err != nil {
+				return err
+			}
+			return client.Set(ctx, key, "x", 0).Err()
+		}
+		return errors.ErrUnsupported
+	}
+}
+
+// miniredisHarness runs the suite on miniredis. Its clock (TIME, and what
+// PEXPIREAT counts from) and its TTLs move together, driven by the suite.
 func miniredisHarness(t *testing.T) *adaptertest.Harness {
 	m := miniredis.RunT(t)
 	clock := adaptertest.NewClock()
+	m.SetTime(clock.Now())
 	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	return &adaptertest.Harness{
-		Store: redishash.New(client, &redishash.Options{Clock: clock.Now}),
+		Store: redishash.New(client, nil),
 		Now:   clock.Now,
 		Advance: func(d time.Duration) {
 			clock.Advance(d)
+			m.SetTime(clock.Now())
 			m.FastForward(d)
 		},
-		TTL:    ttlOf(client),
-		SetRaw: hset(client),
-		Close:  func() { client.Close() },
+		TTL:     ttlOf(client),
+		SetRaw:  hset(client),
+		Corrupt: corrupt(client),
+		Close:   func() { client.Close() },
 	}
 }
 
@@ -65,9 +91,10 @@ func runOnRealRedis(t *testing.T, client redis.UniversalClient, flush func(conte
 	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
 		require.NoError(t, flush(t.Context()))
 		return &adaptertest.Harness{
-			Store:  redishash.New(client, nil),
-			TTL:    ttlOf(client),
-			SetRaw: hset(client),
+			Store:   redishash.New(client, nil),
+			TTL:     ttlOf(client),
+			SetRaw:  hset(client),
+			Corrupt: corrupt(client),
 		}
 	})
 }

@@ -2,6 +2,7 @@ package redishash_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -71,18 +72,22 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client, nil)})
 	require.NoError(t, err)
 	ctx := t.Context()
+	a := sessionkit.NewKey[int]("a")
 
 	type op struct {
 		name  string
 		trips int
 		run   func(s *sessionkit.Session) error
 	}
+	// stale is a handle on the token the last Renew replaced, other a
+	// second live session.
+	var stale, other *sessionkit.Session
 	ops := []op{
 		{"Set (creates the session)", 1, func(s *sessionkit.Session) error { return s.Set(ctx, "a", 1) }},
 		{"Set", 1, func(s *sessionkit.Session) error { return s.Set(ctx, "b", "x") }},
 		{"SetMany", 1, func(s *sessionkit.Session) error { return s.SetMany(ctx, map[string]any{"c": 1, "d": 2}) }},
 		{"Get", 1, func(s *sessionkit.Session) error { _, err := s.Get(ctx, "a"); return err }},
-		{"GetInt", 1, func(s *sessionkit.Session) error { _, err := s.GetInt(ctx, "a"); return err }},
+		{"Key[int].Get", 1, func(s *sessionkit.Session) error { _, _, err := a.Get(ctx, s); return err }},
 		{"Has", 1, func(s *sessionkit.Session) error { _, err := s.Has(ctx, "a"); return err }},
 		{"Keys", 1, func(s *sessionkit.Session) error { _, err := s.Keys(ctx); return err }},
 		{"All", 1, func(s *sessionkit.Session) error { _, err := s.All(ctx); return err }},
@@ -92,25 +97,42 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 		{"SetExpiry", 1, func(s *sessionkit.Session) error {
 			return s.SetExpiry(ctx, sessionkit.Expiry{Idle: 3600e9, Absolute: 7200e9})
 		}},
-		{"Renew", 3, func(s *sessionkit.Session) error { return s.Renew(ctx) }},
+		{"Renew", 1, func(s *sessionkit.Session) (err error) {
+			if stale, err = m.Load(s.Token()); err != nil {
+				return err
+			}
+			return s.Renew(ctx)
+		}},
+		{"Get through the renewed token", 1, func(*sessionkit.Session) error {
+			if _, err := stale.Get(ctx, "a"); !errors.Is(err, sessionkit.ErrRenewed) {
+				return fmt.Errorf("want ErrRenewed, got %v", err)
+			}
+			return nil
+		}},
 		{"Clear", 1, func(s *sessionkit.Session) error { return s.Clear(ctx) }},
-		{"Destroy", 1, func(s *sessionkit.Session) error { return s.Destroy(ctx) }},
+		{"Destroy through the renewed token", 2, func(*sessionkit.Session) error { return stale.Destroy(ctx) }},
+		{"Destroy", 1, func(*sessionkit.Session) error { return other.Destroy(ctx) }},
 	}
 	// A second client reads INFO commandstats, so its calls are not counted.
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { admin.Close() })
 	for pass := range 2 {
 		s := m.NewSession()
+		other = m.NewSession()
+		require.NoError(t, other.Set(ctx, "a", 1))
 		for _, o := range ops {
 			before := commandStats(t, admin)
 			c.take()
 			require.NoError(t, o.run(s), o.name)
 			trips := c.take()
 			if pass == 1 {
-				t.Logf("%-26s %d round trip(s): %s; server ran %s", o.name, len(trips), strings.Join(trips, ", "), statsDelta(before, commandStats(t, admin)))
+				t.Logf("%-34s %d round trip(s): %s; server ran %s", o.name, len(trips), strings.Join(trips, ", "), statsDelta(before, commandStats(t, admin)))
 				require.Len(t, trips, o.trips, "%s: %v", o.name, trips)
 			}
 		}
+		exists, err := admin.Exists(ctx, m.StorageKey(s.Token()), m.StorageKey(stale.Token()), m.StorageKey(other.Token())).Result()
+		require.NoError(t, err)
+		require.Zero(t, exists, "Destroy removed every session, and through the renewed token the marker too")
 	}
 	// A handle loaded from a request's token costs nothing until used.
 	c.take()

@@ -6,151 +6,257 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The Lua scripts, one per operation. Each touches exactly KEYS[1], so each
-// runs on one Redis Cluster slot, and each does its whole job (existence
-// check, expiry refresh and the operation) atomically in one round trip.
+// The Lua scripts, one per operation. Each touches only the keys it
+// declares (KEYS[1], and for Rename KEYS[2], which shares KEYS[1]'s hash
+// tag), so each runs on one Redis Cluster slot, and each does its whole job
+// (existence check, expiry refresh and the operation) atomically in one
+// round trip.
 //
-// They are written for Redis's cost model, measured with INFO commandstats
-// on Redis 7.0: an EVALSHA costs about 2µs before any work, each
-// redis.call about 1-2µs more, a write (PEXPIRE) about 4µs, and TIME or
-// defining Lua functions several µs. So the scripts define no functions, do
-// not call TIME (ARGV[1] is the client's clock in Unix ms), and read the
-// metadata together with the fields asked for in one HMGET.
+// Three rules shape them besides Redis's cost model (measured with INFO
+// commandstats on Redis 7.0: an EVALSHA costs about 2µs before any work,
+// each redis.call about 1-2µs more, a write about 4µs):
+//
+//   - Time is Redis's. Only Create and SetExpiry read TIME (to store the
+//     creation time and deadline); every other script refreshes with
+//     PEXPIRE key idle, then PEXPIREAT key deadline LT (Redis 7.0+), which
+//     leaves min(now+idle, deadline) with no clock of its own. So a key's
+//     TTL never reaches past its deadline, and a key a script can see is
+//     always before its deadline: no script compares times.
+//   - Out of memory. A script without a shebang is checked against
+//     maxmemory only at its first write, and only if that write is a
+//     deny-oom command (HSET is, PEXPIRE, HDEL, DEL and RENAME are not).
+//     Every script that grows a record (Create, Set, Rename) makes an HSET
+//     its first write, so under noeviction it fails before changing
+//     anything; the others (reads, Delete, Clear, SetExpiry) keep working.
+//   - Any size. Lua's unpack fails at about 8000 values, so names and
+//     field/value pairs go to HMGET, HSET and HDEL in chunks of at most
+//     1000 arguments.
 
-// guard is the start of every script on an existing record: it reads the
-// deadline and idle timeout (with the fields in EXTRA, an HMGET argument
-// list) into m, returns NOTFOUND if there is no live record (a key without
-// metadata, or one past its deadline, which it deletes so expired means gone
-// before Redis evicts it), and otherwise refreshes the TTL to
-// min(idle, deadline - now), leaving it in ttl.
+// Reply codes: a script answers a negative integer (written as a literal in
+// the Lua) for an outcome that is not a result.
+const (
+	replyNotFound = -1 // no live record (missing, expired or corrupt, now removed)
+	replyTooMany  = -2 // Set would exceed maxFields; nothing written
+	replyRenewed  = -3 // the key holds a Rename marker
+	replyExists   = -4 // Create or Rename found the target taken
+	replyRetry    = -5 // Create removed a corrupt record in its way: run it again
+)
+
+// valid is true when the metadata strings d, i and c parse as positive
+// integers below 10^15, the only values the scripts write (Unix ms and ms).
+// A record whose metadata fails it is corrupt.
+const valid = `(d and i and c and d % 1 == 0 and i % 1 == 0 and c % 1 == 0 and
+  d > 0 and i > 0 and c > 0 and d < 1e15 and i < 1e15 and c < 1e15)`
+
+// guard starts every script on an existing record. One HMGET reads the
+// metadata, the marker field and the first names of EXTRA (an HMGET
+// argument list) into m, through pcall so that a key of another type reads
+// as an error instead of failing the script. It returns RENEWED on a
+// marker and NOTFOUND on a missing or corrupt record, which it deletes (DEL
+// of a missing key is a no-op), and leaves the deadline and idle timeout
+// in d and i otherwise. It writes nothing on a live record.
 const guard = `
-local m = redis.call('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `'EXTRA)
-local d, i = tonumber(m[1]), tonumber(m[2])
-if not (d and i) then return NOTFOUND end
-local ttl = d - tonumber(ARGV[1])
-if i < ttl then ttl = i end
-if ttl <= 0 then
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `'EXTRA)
+if m.err then
   redis.call('DEL', KEYS[1])
-  return NOTFOUND
+  return -1
 end
-redis.call('PEXPIRE', KEYS[1], ttl)
+if m[4] then return -3 end
+local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+if not ` + valid + ` then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
 `
 
-// hsetFrom writes the field/value pairs ARGV[FROM..] in chunks that stay
-// well inside Lua's stack.
+// refresh sets the TTL to min(idle, deadline - now) on Redis's clock.
+const refresh = `
+redis.call('PEXPIRE', KEYS[1], i)
+redis.call('PEXPIREAT', KEYS[1], d, 'LT')
+`
+
+// metaArgs is the number of HMGET arguments guard reads before EXTRA, and
+// metaCount the number of metadata fields in a record.
+const (
+	metaArgs  = 4
+	metaCount = "3"
+)
+
+// now reads Redis's clock in Unix ms.
+const now = `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+`
+
+// hmgetRest appends to m the values of the names ARGV[FROM..] that guard's
+// HMGET did not read, in chunks.
+const hmgetRest = `
+for j = FROM, #ARGV, 1000 do
+  local v = redis.call('HMGET', KEYS[1], unpack(ARGV, j, math.min(j + 999, #ARGV)))
+  for x = 1, #v do m[#m + 1] = v[x] end
+end
+`
+
+// hsetFrom writes the field/value pairs ARGV[FROM..] in chunks.
 const hsetFrom = `
 for j = FROM, #ARGV, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, j, math.min(j + 999, #ARGV)))
 end
 `
 
-func guarded(notFound, extra, body string) *redis.Script {
-	return redis.NewScript(strings.NewReplacer("NOTFOUND", notFound, "EXTRA", extra).Replace(guard) + body)
+// hdelFrom deletes the names ARGV[FROM..] in chunks.
+const hdelFrom = `
+for j = FROM, #ARGV, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, j, math.min(j + 999, #ARGV)))
+end
+`
+
+func from(snippet, first string) string { return strings.Replace(snippet, "FROM", first, 1) }
+
+// firstNames is guard's EXTRA for scripts whose ARGV are all names: as many
+// as fit in one HMGET of at most 1000 arguments; hmgetRest reads the rest.
+const firstNames = ", unpack(ARGV, 1, math.min(#ARGV, 996))"
+
+func guarded(extra, body string) *redis.Script {
+	return redis.NewScript(strings.Replace(guard, "EXTRA", extra, 1) + body)
 }
 
-func hset(from string) string { return strings.Replace(hsetFrom, "FROM", from, 1) }
-
-// Results that mean "no live record", "over the field limit" or "exists".
-const (
-	replyNotFound = -1
-	replyTooMany  = -2
-	replyExists   = 0
-)
-
 var (
-	// ARGV: now, idle ms, absolute ms, field, value, …
+	// ARGV: idle ms, absolute ms, field, value, … A key that holds a live
+	// record or a marker is taken; a corrupt one is removed and the client
+	// runs the script again, so that HSET stays the first write.
 	createScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local now, idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], '` + fieldCreated + `', ARGV[1], '` + fieldDeadline + `', now + absolute, '` + fieldIdle + `', ARGV[2])
-` + hset("4") + `
-redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute))
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `')
+  if not m.err then
+    if m[4] then return -4 end
+    local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+    if ` + valid + ` then return -4 end
+  end
+  redis.call('DEL', KEYS[1])
+  return -5
+end
+` + now + `
+local n = math.min(#ARGV, 996)
+redis.call('HSET', KEYS[1], '` + fieldCreated + `', now, '` + fieldDeadline + `', now + ARGV[2], '` + fieldIdle + `', ARGV[1], unpack(ARGV, 3, n))
+` + from(hsetFrom, "n + 1") + `
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], now + ARGV[2], 'LT')
 return 1
 `)
 
-	// ARGV: now, field, … ; the reply is the deadline and idle timeout,
-	// then the values asked for; nil when there is no live record.
-	getScript = guarded("false", ", unpack(ARGV, 2)", `return m`)
+	// ARGV: field, … ; the reply is guard's four metadata values, then
+	// the values asked for, in order.
+	getScript = guarded(firstNames, from(hmgetRest, "997")+refresh+`return m`)
 
-	getAllScript = guarded("false", "", `return redis.call('HGETALL', KEYS[1])`)
+	getAllScript = guarded("", refresh+`return redis.call('HGETALL', KEYS[1])`)
 
-	keysScript = guarded("false", "", `return redis.call('HKEYS', KEYS[1])`)
+	keysScript = guarded("", refresh+`return redis.call('HKEYS', KEYS[1])`)
 
-	// ARGV: now, field
-	hasScript = guarded("-1", ", ARGV[2]", `
-if m[3] then return 1 end
+	// ARGV: field
+	hasScript = guarded(", ARGV[1]", refresh+`
+if m[5] then return 1 end
 return 0
 `)
 
-	lenScript = guarded("-1", "", `return redis.call('HLEN', KEYS[1]) - `+metaCount)
+	lenScript = guarded("", refresh+`return redis.call('HLEN', KEYS[1]) - `+metaCount)
 
-	// ARGV: now, max fields (0: no limit), field, value, …
-	// One field: HSET first, and only if it added the field check the
-	// count, removing the field again if it went over (it did not exist, so
-	// that restores the record exactly). Several fields: count the new ones
-	// (an HEXISTS each) first, and only when the write could cross the limit.
-	setScript = guarded("-1", "", `
-local max = tonumber(ARGV[2])
-if #ARGV == 4 then
-  local added = redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+	// ARGV: max fields (0: no limit), field, value, …
+	// HSET is the first write (see the top of the file). One field: HSET,
+	// and only if it added the field check the count, removing the field
+	// again if it went over (it did not exist, so that restores the record
+	// exactly). Several fields: count the new ones (an HEXISTS each) first,
+	// and only when the write could cross the limit.
+	setScript = guarded("", `
+local max = tonumber(ARGV[1])
+if #ARGV == 3 then
+  local added = redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
   if max > 0 and added == 1 and redis.call('HLEN', KEYS[1]) - `+metaCount+` > max then
-    redis.call('HDEL', KEYS[1], ARGV[3])
+    redis.call('HDEL', KEYS[1], ARGV[2])
+    `+refresh+`
     return -2
   end
-  return 1
-end
-if max > 0 then
-  local n = redis.call('HLEN', KEYS[1]) - `+metaCount+`
-  if n + (#ARGV - 2) / 2 > max then
-    for j = 3, #ARGV, 2 do
-      if redis.call('HEXISTS', KEYS[1], ARGV[j]) == 0 then n = n + 1 end
+else
+  if max > 0 then
+    local n = redis.call('HLEN', KEYS[1]) - `+metaCount+`
+    if n + (#ARGV - 1) / 2 > max then
+      for j = 2, #ARGV, 2 do
+        if redis.call('HEXISTS', KEYS[1], ARGV[j]) == 0 then n = n + 1 end
+      end
+      if n > max then
+        `+refresh+`
+        return -2
+      end
     end
-    if n > max then return -2 end
   end
+  `+from(hsetFrom, "2")+`
 end
-`+hset("3")+`
+`+refresh+`
 return 1
 `)
 
-	// ARGV: now, field, …
-	deleteScript = guarded("-1", "", `
-redis.call('HDEL', KEYS[1], unpack(ARGV, 2))
-return 1
-`)
+	// ARGV: field, …
+	deleteScript = guarded("", from(hdelFrom, "1")+refresh+`return 1`)
 
 	// Clear rewrites the hash with only its metadata: O(1) script work
 	// whatever the session's size (DEL frees the fields).
-	clearScript = guarded("-1", ", '"+fieldCreated+"'", `
+	clearScript = guarded("", `
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '`+fieldDeadline+`', m[1], '`+fieldIdle+`', m[2], '`+fieldCreated+`', m[3])
-redis.call('PEXPIRE', KEYS[1], ttl)
+`+refresh+`
 return 1
 `)
 
-	touchScript = guarded("-1", "", `return ttl`)
+	// The reply is the TTL left, in ms.
+	touchScript = guarded("", refresh+`
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return -1 end
+return ttl
+`)
 
-	// ARGV: now, idle ms, absolute ms. The new deadline counts from creation.
-	setExpiryScript = guarded("-1", ", '"+fieldCreated+"'", `
-local deadline = tonumber(m[3]) + tonumber(ARGV[3])
-local idle = tonumber(ARGV[2])
-ttl = deadline - tonumber(ARGV[1])
-if idle < ttl then ttl = idle end
-if ttl <= 0 then
+	// ARGV: idle ms, absolute ms. The new deadline counts from creation, on
+	// Redis's clock.
+	setExpiryScript = guarded("", now+`
+d = c + ARGV[2]
+if d <= now then
   redis.call('DEL', KEYS[1])
   return -1
 end
-redis.call('HSET', KEYS[1], '`+fieldDeadline+`', deadline, '`+fieldIdle+`', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ttl)
+i = ARGV[1]
+redis.call('PEXPIRE', KEYS[1], i)
+redis.call('HSET', KEYS[1], '`+fieldDeadline+`', d, '`+fieldIdle+`', i)
+redis.call('PEXPIREAT', KEYS[1], d, 'LT')
 return 1
 `)
 
-	// Restore is the second step of Rename: ARGV is now, then the whole hash
-	// of the old key, metadata included. It writes them and then runs the
-	// guard, which sets the TTL (or removes a record whose deadline passed).
-	restoreScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-` + hset("2") + strings.NewReplacer("NOTFOUND", "-1", "EXTRA", "").Replace(guard) + `
+	// KEYS: old, new (one hash tag, so one slot). After the guard on the
+	// old key and the check that the new one is free, the first write is
+	// an HSET (a placeholder under the new key, which RENAME then
+	// replaces), so an OOM refuses the whole move. RENAME keeps the fields,
+	// metadata and TTL; the record's expiry is then refreshed as by any
+	// use, and the marker left at the old key expires after
+	// sessionkit.RenewMarkerTTL or with the record, whichever is first.
+	renameScript = guarded("", `
+if redis.call('EXISTS', KEYS[2]) == 1 then return -4 end
+redis.call('HSET', KEYS[2], '`+fieldRenamed+`', '')
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('PEXPIRE', KEYS[2], i)
+redis.call('PEXPIREAT', KEYS[2], d, 'LT')
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then
+  redis.call('HSET', KEYS[1], '`+fieldRenamed+`', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], math.min(ttl, tonumber(ARGV[1])))
+end
 return 1
+`)
+
+	// Destroy removes the key, whatever it holds, and answers the key a
+	// marker named (nil otherwise) for the client to remove next.
+	destroyScript = redis.NewScript(`
+local r = redis.pcall('HGET', KEYS[1], '` + fieldRenamed + `')
+redis.call('DEL', KEYS[1])
+if type(r) == 'string' then return r end
+return false
 `)
 )
 
@@ -161,6 +267,7 @@ func Script(op string) *redis.Script {
 	return map[string]*redis.Script{
 		"create": createScript, "get": getScript, "getall": getAllScript, "keys": keysScript,
 		"has": hasScript, "len": lenScript, "set": setScript, "delete": deleteScript,
-		"clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript, "restore": restoreScript,
+		"clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript,
+		"rename": renameScript, "destroy": destroyScript,
 	}[op]
 }
