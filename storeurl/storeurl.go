@@ -5,19 +5,41 @@
 //	redis://[user:pass@]host:port[/db][?options]    one Redis server (go-redis ParseURL)
 //	rediss://…                                      the same over TLS
 //	redis+cluster://host:port[?addr=host:port&…]    Redis Cluster (go-redis ParseClusterURL)
-//	memcached://host:port[,host:port…]              memcached servers
+//	memcached://host:port[,host:port…][?timeout=d]  memcached servers
 //	bbolt:///abs/path/file.db                       a bbolt file (one process only)
 //	bbolt://./relative/file.db                      the same, relative to the working directory
 //	memory://                                       in-process, lost on exit
+//
+// # Timeouts
+//
+// A Redis or memcached client opened here answers a request to a frozen or
+// dead server with an error in under a second (go-redis's defaults took
+// 10 s). For each parameter that a redis:// or redis+cluster:// URL leaves
+// out, Open sets:
+//
+//	dial_timeout=200ms        each connection attempt
+//	read_timeout=300ms        each reply (write_timeout=300ms: each request)
+//	pool_timeout=300ms        the wait for a free connection when all are busy
+//	max_retries=-1            no retry: it would repeat the wait, and a
+//	                          script that timed out may have run
+//	dialer_retries=1          one connection attempt per command
+//	max_redirects=1           redis+cluster:// only: one more try, after a
+//	                          MOVED, an ASK or a timeout
+//
+// Any of them in the URL wins, with go-redis's meaning (dialer_retries and
+// dialer_retry_timeout are accepted on redis:// too). memcached:// takes
+// timeout (default 300ms), which bounds each dial, read and write.
+// docs/operations.md has the figures measured with these settings.
 package storeurl
 
 import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/redis/go-redis/v9"
@@ -29,8 +51,11 @@ import (
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
-// Schemes lists the accepted URL schemes.
-var Schemes = []string{"redis", "rediss", "redis+cluster", "memcached", "bbolt", "memory"}
+// schemes are the accepted URL schemes.
+var schemes = []string{"redis", "rediss", "redis+cluster", "memcached", "bbolt", "memory"}
+
+// Schemes returns the accepted URL schemes.
+func Schemes() []string { return slices.Clone(schemes) }
 
 // ErrBadURL is returned, wrapped with the reason, for a URL that names no
 // store this package can open.
@@ -52,6 +77,7 @@ func Open(rawURL string) (sessionkit.Store, io.Closer, error) {
 		return redishash.New(c, nil), c, nil
 	case sp.memcached != nil:
 		c := memcache.New(sp.memcached...)
+		c.Timeout = sp.memcachedTimeout
 		return memcached.New(c, nil), c, nil
 	case sp.bboltPath != "":
 		s, err := bbolt.Open(sp.bboltPath, nil)
@@ -70,6 +96,9 @@ type spec struct {
 	cluster   *redis.ClusterOptions
 	memcached []string
 	bboltPath string
+
+	// memcachedTimeout bounds each memcached dial, read and write.
+	memcachedTimeout time.Duration
 }
 
 // parse checks rawURL and says what Open would open, touching nothing.
@@ -81,11 +110,11 @@ func parse(rawURL string) (spec, error) {
 	var sp spec
 	switch strings.ToLower(u.Scheme) {
 	case "redis", "rediss":
-		sp.redis, err = redis.ParseURL(rawURL)
+		sp.redis, err = redisOptions(rawURL, u)
 	case "redis+cluster":
-		sp.cluster, err = redis.ParseClusterURL("redis" + rawURL[len("redis+cluster"):])
+		sp.cluster, err = clusterOptions(rawURL, u)
 	case "memcached":
-		sp.memcached, err = memcachedServers(rawURL)
+		sp.memcached, sp.memcachedTimeout, err = memcachedURL(rawURL)
 	case "bbolt":
 		sp.bboltPath, err = bboltPath(u)
 	case "memory":
@@ -101,24 +130,6 @@ func parse(rawURL string) (spec, error) {
 		return spec{}, badURL(rawURL, reason(err))
 	}
 	return sp, nil
-}
-
-// memcachedServers splits memcached://h1:p1,h2:p2 (which net/url cannot
-// parse: it takes "p1,h2:p2" for a port).
-func memcachedServers(rawURL string) ([]string, error) {
-	rest := rawURL[strings.Index(rawURL, "://")+3:]
-	rest = strings.TrimSuffix(rest, "/")
-	if rest == "" {
-		return nil, errors.New("no server: memcached://host:port[,host:port]")
-	}
-	servers := strings.Split(rest, ",")
-	for _, srv := range servers {
-		host, port, err := net.SplitHostPort(srv)
-		if err != nil || host == "" || port == "" {
-			return nil, fmt.Errorf("server %q is not host:port", srv)
-		}
-	}
-	return servers, nil
 }
 
 // bboltPath accepts bbolt:///abs/file.db and bbolt://./rel/file.db (or
@@ -145,7 +156,7 @@ func reason(err error) string {
 
 // badURL names the accepted schemes, and never echoes a password.
 func badURL(rawURL, reason string) error {
-	return fmt.Errorf("%w %s: %s; accepted schemes: %s://", ErrBadURL, Redact(rawURL), reason, strings.Join(Schemes, "://, "))
+	return fmt.Errorf("%w %s: %s; accepted schemes: %s://", ErrBadURL, Redact(rawURL), reason, strings.Join(schemes, "://, "))
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs.

@@ -48,3 +48,22 @@ func TestBadURLsNameTheAcceptedSchemes(t *testing.T) {
 		require.NotContains(t, err.Error(), "s3cret", "a password is never echoed")
 	}
 }
+
+func TestBadClientParameters(t *testing.T) {
+	for _, url := range []string{
+		"redis://h:1?dialer_retries=x", "redis://h:1?dialer_retry_timeout=soon", "redis://h:1?dialer_retries=2&nosuch=1",
+		"redis://h:1?read_timeout=x", "memcached://a:1?timeout=0", "memcached://a:1?timeout=-1s", "memcached://a:1?timeout=x",
+		"memcached://a:1?nosuch=1", "memcached://a:1?%zz", "memcached://u:s3cret@a:1",
+	} {
+		_, _, err := storeurl.Open(url)
+		require.ErrorIs(t, err, storeurl.ErrBadURL, url)
+		require.NotContains(t, err.Error(), "s3cret", "a password is never echoed")
+	}
+}
+
+func TestSchemesIsACopy(t *testing.T) {
+	s := storeurl.Schemes()
+	require.Contains(t, s, "redis")
+	s[0] = "changed"
+	require.NotContains(t, storeurl.Schemes(), "changed")
+}
