@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,7 +33,7 @@ const defaultStore = "bbolt://./sessions.db"
 
 func main() {
 	addr := flag.String("addr", ":8199", "listen address")
-	storeURL := flag.String("store", defaultStore, "session store URL: "+fmt.Sprint(storeurl.Schemes))
+	storeURL := flag.String("store", defaultStore, "session store URL: "+strings.Join(storeurl.Schemes(), "://, ")+"://")
 	maxAge := flag.Duration("max-age", time.Minute, "idle timeout of a session")
 	maxFields := flag.Int("max-fields", sessionkit.DefaultMaxFields, "most keys in one session")
 	maxValue := flag.Int("max-value", sessionkit.DefaultMaxValueSize, "largest value, in bytes (JSON-encoded)")
@@ -65,12 +66,20 @@ func run(addr, storeURL string, opts sessionkit.Options) error {
 	return nil
 }
 
-// newManager opens the store and returns a Manager on it with opts, and the
-// Closer that releases the store.
+// newManager opens the store, checks that it answers, and returns a Manager
+// on it with opts and the Closer that releases the store. A store that does
+// not answer fails start-up, so a wrong address or password is found at
+// once instead of by the first request.
 func newManager(storeURL string, opts sessionkit.Options) (*sessionkit.Manager, io.Closer, error) {
 	store, closer, err := storeurl.Open(storeURL)
 	if err != nil {
 		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // the client's own timeouts are shorter
+	defer cancel()
+	if err := storeurl.Ping(ctx, store); err != nil {
+		closer.Close()
+		return nil, nil, fmt.Errorf("session store %s does not answer: %w", storeurl.Redact(storeURL), err)
 	}
 	opts.Store = store
 	m, err := sessionkit.New(opts)
@@ -89,13 +98,13 @@ func newHandler(m *sessionkit.Manager) http.Handler {
 		if key == "" {
 			key, value = "time", strconv.FormatInt(time.Now().Unix(), 10)
 		}
-		err := sessionkit.FromContext(r.Context()).Set(r.Context(), key, value)
+		err := m.Session(r.Context()).Set(r.Context(), key, value)
 		if reply(m, w, r, err) {
 			fmt.Fprintln(w, "ok")
 		}
 	})
 	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
-		all, err := sessionkit.FromContext(r.Context()).All(r.Context())
+		all, err := m.Session(r.Context()).All(r.Context())
 		if reply(m, w, r, err) {
 			if all == nil {
 				all = map[string]any{}
@@ -105,7 +114,7 @@ func newHandler(m *sessionkit.Manager) http.Handler {
 		}
 	})
 	mux.HandleFunc("/del", func(w http.ResponseWriter, r *http.Request) {
-		err := sessionkit.FromContext(r.Context()).Destroy(r.Context())
+		err := m.Session(r.Context()).Destroy(r.Context())
 		if reply(m, w, r, err) {
 			fmt.Fprintln(w, "ok")
 		}
@@ -114,18 +123,16 @@ func newHandler(m *sessionkit.Manager) http.Handler {
 }
 
 // reply answers a failed session operation and reports whether the handler
-// should go on. Bad input (a key or value the Manager refuses) is the
-// client's fault: 400 with the reason. Anything else is the store's: the
-// Manager's error handler (503 by default).
+// should go on. The Manager classifies the error (sessionkit.ErrorStatus)
+// and logs it; a 400 (a key or value the Manager refuses) also says why,
+// since it is the client's to fix.
 func reply(m *sessionkit.Manager, w http.ResponseWriter, r *http.Request, err error) bool {
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, sessionkit.ErrInvalidKey), errors.Is(err, sessionkit.ErrTooLarge),
-		errors.Is(err, sessionkit.ErrTooManyFields), errors.Is(err, sessionkit.ErrEncode):
+	case sessionkit.ErrorStatus(err) == http.StatusBadRequest:
 		http.Error(w, err.Error(), http.StatusBadRequest)
 	default:
-		log.Printf("session %s: %v", sessionkit.FromContext(r.Context()).LogID(), err)
 		m.HTTPError(w, r, err)
 	}
 	return false
