@@ -8,19 +8,41 @@
 //
 // # Layout
 //
-// Three top-level buckets:
+// Four top-level buckets:
 //
 //	sessions/<key>/<field>    one nested bucket per session, one key per session field
 //	meta/<key>                created, idle, absolute, expires: four big-endian int64 ms
-//	expiry/<expires><key>     the expiry index, ordered by time
+//	renamed/<key>             a Rename marker: expires (big-endian int64 ms), then the new key
+//	expiry/<expires><key>     the expiry index, ordered by time: "" for a session, "r" for a marker
 //
 // A write touches only its fields. Every operation refreshes the expiry and
 // moves the session's index entry in the same transaction. A background
 // sweeper walks the expiry index from its start and stops at the first entry
-// still alive, so a sweep costs what expired, not what is stored.
+// still alive, so a sweep costs what expired, not what is stored; it removes
+// expired markers as well as expired sessions.
 //
 // Every operation is one bbolt read-write transaction (the expiry refresh
-// is a write), so each costs an fsync unless Options.NoSync is set.
+// is a write), so each costs an fsync unless Options.NoSync is set. Rename
+// and Destroy are one transaction too, so they are atomic as the
+// sessionkit.Store contract asks without further care: Rename moves the
+// fields, writes the marker and moves both index entries in one commit, and
+// Destroy follows a chain of markers and removes what they lead to in one
+// commit.
+//
+// # Clock
+//
+// Expiry is decided by Options.Clock, the clock of the one process that
+// owns the file: that clock is the store's own clock in the contract's
+// sense, and no other clock is involved.
+//
+// # Damaged records
+//
+// Anything under a key that is not a session or marker the store wrote (a
+// session without metadata or with malformed metadata, a plain value where
+// the session's bucket belongs, a malformed marker) reads as no session
+// (sessionkit.ErrNotFound) and is removed by the operation that finds it.
+// An index entry left pointing at nothing is dropped by the sweeper when it
+// comes due.
 package bbolt
 
 import (
@@ -33,6 +55,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
@@ -61,8 +84,20 @@ type Options struct {
 var (
 	bucketSessions = []byte("sessions")
 	bucketMeta     = []byte("meta")
+	bucketRenamed  = []byte("renamed")
 	bucketExpiry   = []byte("expiry")
 )
+
+// Index entry values: what the key of an expiry index entry holds.
+var (
+	indexSession = []byte{}
+	indexMarker  = []byte("r")
+)
+
+// maxChain bounds how many markers Destroy follows. Markers cannot form a
+// cycle (Rename refuses a target that holds one) and each lives at most
+// sessionkit.RenewMarkerTTL, so a real chain is a few links long.
+const maxChain = 64
 
 // Store is a sessionkit.Store in a bbolt file. It implements
 // sessionkit.Counter and io.Closer; operations after Close return
@@ -98,13 +133,13 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			err = fmt.Errorf("%w (is another process using %s? a bbolt file belongs to one process)", err, path)
 		}
 		return nil, fmt.Errorf("bbolt: open %s: %w: %w", path, sessionkit.ErrUnavailable, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSessions, bucketMeta, bucketExpiry} {
+		for _, b := range [][]byte{bucketSessions, bucketMeta, bucketRenamed, bucketExpiry} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -150,26 +185,41 @@ func (s *Store) sweeper(every time.Duration) {
 // hold the writer lock for long.
 const sweepBatch = 1000
 
-// Sweep removes the sessions that have expired and returns how many. The
-// background sweeper calls it; tests and operators may too.
+// Sweep removes the sessions and Rename markers that have expired and
+// returns how many index entries it cleared. The background sweeper calls
+// it; tests and operators may too.
 func (s *Store) Sweep() (int, error) {
 	total := 0
 	for {
 		n := 0
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			now := ms(s.now())
-			c := tx.Bucket(bucketExpiry).Cursor()
-			var expired [][]byte
+			idx := tx.Bucket(bucketExpiry)
+			c := idx.Cursor()
+			var due [][]byte
 			for k, _ := c.First(); k != nil && n < sweepBatch; k, _ = c.Next() {
 				if int64(binary.BigEndian.Uint64(k)) > now {
 					break
 				}
-				expired = append(expired, bytes.Clone(k[8:]))
+				due = append(due, bytes.Clone(k))
 				n++
 			}
-			for _, key := range expired {
-				if err := remove(tx, key); err != nil {
+			for _, entry := range due {
+				// The entry goes whatever it points at; lookup removes what
+				// expired or is damaged, and an entry that was stale (its key
+				// lives on under another expiry) is put back as it should be.
+				if err := idx.Delete(entry); err != nil {
 					return err
+				}
+				key := entry[8:]
+				e, ok, err := lookup(tx, key, now)
+				if err != nil {
+					return err
+				}
+				if ok {
+					if err := idx.Put(indexKey(e.expires(), key), e.indexValue()); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -185,13 +235,14 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func wrap(op string, err error) error {
 	if err == nil || errors.Is(err, sessionkit.ErrNotFound) || errors.Is(err, sessionkit.ErrExists) ||
-		errors.Is(err, sessionkit.ErrTooManyFields) || errors.Is(err, sessionkit.ErrInvalidKey) {
+		errors.Is(err, sessionkit.ErrRenewed) || errors.Is(err, sessionkit.ErrTooManyFields) ||
+		errors.Is(err, sessionkit.ErrInvalidKey) {
 		return err
 	}
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("bbolt: %s: %w: %w", op, sessionkit.ErrClosed, err)
 	}
-	if errors.Is(err, bolt.ErrValueTooLarge) || errors.Is(err, bolt.ErrKeyTooLarge) {
+	if errors.Is(err, berrors.ErrValueTooLarge) || errors.Is(err, berrors.ErrKeyTooLarge) {
 		return fmt.Errorf("bbolt: %s: %w: %w", op, sessionkit.ErrTooLarge, err)
 	}
 	return sessionkit.BackendError("bbolt: "+op, err)
@@ -209,20 +260,41 @@ func (m meta) bytes() []byte {
 	return b
 }
 
+// parseMeta reads metadata as the store writes it: anything else (another
+// length, a policy that is not positive) is damage.
 func parseMeta(b []byte) (meta, bool) {
 	if len(b) != 32 {
 		return meta{}, false
 	}
-	return meta{
+	m := meta{
 		created:  int64(binary.BigEndian.Uint64(b[0:])),
 		idle:     int64(binary.BigEndian.Uint64(b[8:])),
 		absolute: int64(binary.BigEndian.Uint64(b[16:])),
 		expires:  int64(binary.BigEndian.Uint64(b[24:])),
-	}, true
+	}
+	return m, m.created > 0 && m.idle > 0 && m.absolute > 0 && m.expires > 0
 }
 
 // ttl is the time left from now under the session's policy.
 func (m meta) ttl(now int64) int64 { return min(m.idle, m.created+m.absolute-now) }
+
+// marker is what Rename leaves at the old key.
+type marker struct {
+	expires int64  // Unix ms
+	target  []byte // the key the session moved to
+}
+
+func (mk marker) bytes() []byte {
+	return append(binary.BigEndian.AppendUint64(nil, uint64(mk.expires)), mk.target...)
+}
+
+func parseMarker(b []byte) (marker, bool) {
+	if len(b) <= 8 {
+		return marker{}, false
+	}
+	mk := marker{expires: int64(binary.BigEndian.Uint64(b)), target: bytes.Clone(b[8:])}
+	return mk, mk.expires > 0
+}
 
 func indexKey(expires int64, key []byte) []byte {
 	b := make([]byte, 8, 8+len(key))
@@ -238,61 +310,118 @@ func putMeta(tx *bolt.Tx, key []byte, m meta, old int64) error {
 			return err
 		}
 	}
-	if err := idx.Put(indexKey(m.expires, key), nil); err != nil {
+	if err := idx.Put(indexKey(m.expires, key), indexSession); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketMeta).Put(key, m.bytes())
 }
 
-// remove deletes a session, its metadata and its index entry.
+func putMarker(tx *bolt.Tx, key []byte, mk marker) error {
+	if err := tx.Bucket(bucketExpiry).Put(indexKey(mk.expires, key), indexMarker); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRenamed).Put(key, mk.bytes())
+}
+
+// remove deletes whatever key holds: session fields, metadata, marker and
+// the index entries it can find, whether each is the value or the bucket
+// the store writes or not.
 func remove(tx *bolt.Tx, key []byte) error {
-	if m, ok := parseMeta(tx.Bucket(bucketMeta).Get(key)); ok {
-		if err := tx.Bucket(bucketExpiry).Delete(indexKey(m.expires, key)); err != nil {
+	idx := tx.Bucket(bucketExpiry)
+	// Metadata of the right length names its index entry even when the
+	// rest of it is damaged.
+	if v := tx.Bucket(bucketMeta).Get(key); len(v) == 32 {
+		if err := idx.Delete(indexKey(int64(binary.BigEndian.Uint64(v[24:])), key)); err != nil {
 			return err
 		}
 	}
-	if err := tx.Bucket(bucketMeta).Delete(key); err != nil {
-		return err
+	if mk, ok := parseMarker(tx.Bucket(bucketRenamed).Get(key)); ok {
+		if err := idx.Delete(indexKey(mk.expires, key)); err != nil {
+			return err
+		}
 	}
-	if err := tx.Bucket(bucketSessions).DeleteBucket(key); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-		return err
+	for _, b := range [][]byte{bucketMeta, bucketRenamed, bucketSessions} {
+		if err := drop(tx.Bucket(b), key); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// live returns the fields bucket and metadata of the live session under
-// key, with its expiry refreshed; an expired one is removed.
-func (s *Store) live(tx *bolt.Tx, key []byte) (*bolt.Bucket, meta, error) {
-	m, ok := parseMeta(tx.Bucket(bucketMeta).Get(key))
-	fields := tx.Bucket(bucketSessions).Bucket(key)
-	if !ok || fields == nil {
-		return nil, meta{}, sessionkit.ErrNotFound
+// drop deletes key from b, be it a value or a nested bucket.
+func drop(b *bolt.Bucket, key []byte) error {
+	err := b.Delete(key)
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		err = b.DeleteBucket(key)
 	}
-	now := ms(s.now())
-	ttl := m.ttl(now)
-	if now >= m.expires || ttl <= 0 {
-		if err := remove(tx, key); err != nil {
-			return nil, meta{}, err
-		}
-		return nil, meta{}, sessionkit.ErrNotFound
-	}
-	old := m.expires
-	m.expires = now + ttl
-	return fields, m, putMeta(tx, key, m, old)
+	return err
 }
 
-// update runs fn on the live session under key in one read-write
-// transaction. ErrNotFound, from live or from fn, still commits, so an
-// expired session found on the way is removed.
+// entry is what a key holds: a live session or a live marker.
+type entry struct {
+	fields *bolt.Bucket // a session's fields; nil for a marker
+	m      meta         // a session's metadata
+	mk     marker       // a marker
+}
+
+func (e entry) isMarker() bool { return e.fields == nil }
+
+func (e entry) expires() int64 {
+	if e.isMarker() {
+		return e.mk.expires
+	}
+	return e.m.expires
+}
+
+func (e entry) indexValue() []byte {
+	if e.isMarker() {
+		return indexMarker
+	}
+	return indexSession
+}
+
+// lookup returns the live session or marker under key at now, without
+// refreshing it; ok is false if there is none. Whatever else it finds there
+// (expired, damaged) it removes, so the caller should commit.
+func lookup(tx *bolt.Tx, key []byte, now int64) (e entry, ok bool, err error) {
+	if v := tx.Bucket(bucketRenamed).Get(key); v != nil {
+		if mk, valid := parseMarker(v); valid && now < mk.expires {
+			return entry{mk: mk}, true, nil
+		}
+	} else if m, valid := parseMeta(tx.Bucket(bucketMeta).Get(key)); valid {
+		if fields := tx.Bucket(bucketSessions).Bucket(key); fields != nil && now < m.expires && m.ttl(now) > 0 {
+			return entry{fields: fields, m: m}, true, nil
+		}
+	}
+	return entry{}, false, remove(tx, key)
+}
+
+// update runs fn on the live session under key, its expiry refreshed, in
+// one read-write transaction. On a marker it returns ErrRenewed and changes
+// nothing. ErrNotFound, from lookup or from fn, still commits, so an
+// expired or damaged record found on the way is removed.
 func (s *Store) update(ctx context.Context, op, key string, fn func(tx *bolt.Tx, fields *bolt.Bucket, m meta) error) error {
 	if err := ctx.Err(); err != nil {
 		return sessionkit.BackendError("bbolt: "+op, err)
 	}
 	var notFound bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		fields, m, err := s.live(tx, []byte(key))
-		if err == nil {
-			err = fn(tx, fields, m)
+		k := []byte(key)
+		now := ms(s.now())
+		e, ok, err := lookup(tx, k, now)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			err = sessionkit.ErrNotFound
+		case e.isMarker():
+			return sessionkit.ErrRenewed
+		default:
+			old := e.m.expires
+			e.m.expires = now + e.m.ttl(now)
+			if err = putMeta(tx, k, e.m, old); err == nil {
+				err = fn(tx, e.fields, e.m)
+			}
 		}
 		if errors.Is(err, sessionkit.ErrNotFound) {
 			notFound = true
@@ -328,19 +457,18 @@ func putFields(b *bolt.Bucket, fields []sessionkit.Field) error {
 	return nil
 }
 
+// Create stores a new session; ErrExists if a live session or marker holds key.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
 		return sessionkit.BackendError("bbolt: create", err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		k := []byte(key)
-		if _, _, err := s.live(tx, k); err == nil {
+		now := ms(s.now())
+		if _, ok, err := lookup(tx, k, now); err != nil {
+			return err
+		} else if ok {
 			return sessionkit.ErrExists
-		} else if !errors.Is(err, sessionkit.ErrNotFound) {
-			return err
-		}
-		if err := remove(tx, k); err != nil { // leftovers of a damaged record
-			return err
 		}
 		b, err := tx.Bucket(bucketSessions).CreateBucket(k)
 		if err != nil {
@@ -349,7 +477,6 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 		if err := putFields(b, fields); err != nil {
 			return err
 		}
-		now := ms(s.now())
 		m := meta{created: now, idle: exp.Idle.Milliseconds(), absolute: exp.Absolute.Milliseconds()}
 		m.expires = now + m.ttl(now)
 		return putMeta(tx, k, m, 0)
@@ -357,6 +484,7 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 	return wrap("create", err)
 }
 
+// Get returns the named fields' values.
 func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte, error) {
 	var out [][]byte
 	err := s.update(ctx, "get", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
@@ -372,6 +500,7 @@ func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte,
 	return out, err
 }
 
+// GetAll returns every field.
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
 	var out map[string][]byte
 	err := s.update(ctx, "getall", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
@@ -384,6 +513,7 @@ func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, erro
 	return out, err
 }
 
+// Keys returns every field name.
 func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	var out []string
 	err := s.update(ctx, "keys", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
@@ -395,6 +525,7 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	return out, err
 }
 
+// Has reports whether the session has the named field.
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
 	var ok bool
 	err := s.update(ctx, "has", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
@@ -404,6 +535,7 @@ func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
 	return ok, err
 }
 
+// Len returns the number of fields; it walks the session's bucket.
 func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	var n int
 	err := s.update(ctx, "len", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
@@ -422,6 +554,7 @@ func count(b *bolt.Bucket) int {
 	return n
 }
 
+// Set writes the given fields.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	return s.update(ctx, "set", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
 		// count walks the bucket: only when there is a limit to check.
@@ -432,6 +565,7 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 	})
 }
 
+// Delete removes the named fields.
 func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 	return s.update(ctx, "delete", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
 		for _, n := range names {
@@ -446,6 +580,7 @@ func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 	})
 }
 
+// Clear removes every field and keeps the session.
 func (s *Store) Clear(ctx context.Context, key string) error {
 	return s.update(ctx, "clear", key, func(tx *bolt.Tx, _ *bolt.Bucket, _ meta) error {
 		sessions := tx.Bucket(bucketSessions)
@@ -457,6 +592,7 @@ func (s *Store) Clear(ctx context.Context, key string) error {
 	})
 }
 
+// Touch refreshes the expiry and returns the time left.
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
 	var left time.Duration
 	err := s.update(ctx, "touch", key, func(_ *bolt.Tx, _ *bolt.Bucket, m meta) error {
@@ -466,6 +602,7 @@ func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
 	return left, err
 }
 
+// SetExpiry replaces the expiry policy.
 func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
 	return s.update(ctx, "setexpiry", key, func(tx *bolt.Tx, _ *bolt.Bucket, m meta) error {
 		old := m.expires
@@ -483,13 +620,16 @@ func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry
 	})
 }
 
+// Rename moves the session to newKey and leaves a marker at oldKey, in one
+// transaction.
 func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 	return s.update(ctx, "rename", oldKey, func(tx *bolt.Tx, from *bolt.Bucket, m meta) error {
-		nk := []byte(newKey)
-		if _, _, err := s.live(tx, nk); err == nil {
-			return sessionkit.ErrExists
-		} else if !errors.Is(err, sessionkit.ErrNotFound) {
+		now := ms(s.now())
+		ok, nk := []byte(oldKey), []byte(newKey)
+		if _, taken, err := lookup(tx, nk, now); err != nil {
 			return err
+		} else if taken {
+			return sessionkit.ErrExists
 		}
 		to, err := tx.Bucket(bucketSessions).CreateBucket(nk)
 		if err != nil {
@@ -501,18 +641,40 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 		if err := putMeta(tx, nk, m, 0); err != nil {
 			return err
 		}
-		return remove(tx, []byte(oldKey))
+		if err := remove(tx, ok); err != nil {
+			return err
+		}
+		return putMarker(tx, ok, marker{expires: min(now+sessionkit.RenewMarkerTTL.Milliseconds(), m.expires), target: nk})
 	})
 }
 
+// Destroy removes the session; on a marker it removes the chain of markers
+// and the session they lead to, in one transaction.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return sessionkit.BackendError("bbolt: destroy", err)
 	}
-	return wrap("destroy", s.db.Update(func(tx *bolt.Tx) error { return remove(tx, []byte(key)) }))
+	return wrap("destroy", s.db.Update(func(tx *bolt.Tx) error {
+		now := ms(s.now())
+		k := []byte(key)
+		for range maxChain {
+			e, ok, err := lookup(tx, k, now)
+			if err != nil || !ok {
+				return err
+			}
+			if err := remove(tx, k); err != nil {
+				return err
+			}
+			if !e.isMarker() {
+				return nil
+			}
+			k = e.mk.target
+		}
+		return fmt.Errorf("more than %d Rename markers in a chain", maxChain)
+	}))
 }
 
-// Count returns the number of live sessions.
+// Count returns the number of live sessions (markers are not sessions).
 func (s *Store) Count(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, sessionkit.BackendError("bbolt: count", err)
@@ -520,31 +682,43 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		now := ms(s.now())
-		c := tx.Bucket(bucketExpiry).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if int64(binary.BigEndian.Uint64(k)) > now {
+		return tx.Bucket(bucketMeta).ForEach(func(_, v []byte) error {
+			if m, ok := parseMeta(v); ok && now < m.expires && m.ttl(now) > 0 {
 				n++
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	return n, wrap("count", err)
 }
 
-// TTL returns the time left to the session under key without refreshing
-// it, and false if there is no record (expired or not). For tests and
-// operators.
+// TTL returns the time left to the session or marker under key without
+// refreshing it, and false if there is none (expired or not). A session
+// whose metadata is missing or damaged has no expiry: it is reported with a
+// negative time and true. For tests and operators.
 func (s *Store) TTL(key string) (time.Duration, bool, error) {
-	var m meta
-	var ok bool
+	var expires int64
+	var damaged bool
 	err := s.db.View(func(tx *bolt.Tx) error {
-		m, ok = parseMeta(tx.Bucket(bucketMeta).Get([]byte(key)))
+		k := []byte(key)
+		if mk, ok := parseMarker(tx.Bucket(bucketRenamed).Get(k)); ok {
+			expires = mk.expires
+		} else if m, ok := parseMeta(tx.Bucket(bucketMeta).Get(k)); ok {
+			expires = m.expires
+		} else {
+			damaged = has(tx.Bucket(bucketSessions), k) || has(tx.Bucket(bucketMeta), k) || has(tx.Bucket(bucketRenamed), k)
+		}
 		return nil
 	})
-	if err != nil || !ok {
+	switch {
+	case err != nil:
 		return 0, false, wrap("ttl", err)
+	case damaged:
+		return -1, true, nil
+	case expires == 0:
+		return 0, false, nil
 	}
-	left := time.Duration(m.expires-ms(s.now())) * time.Millisecond
+	left := time.Duration(expires-ms(s.now())) * time.Millisecond
 	return left, left > 0, nil
 }
 

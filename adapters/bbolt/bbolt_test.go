@@ -35,6 +35,9 @@ func harness(t *testing.T) *adaptertest.Harness {
 		SetRaw: func(_ context.Context, key, field string, value []byte) error {
 			return s.SetRaw(key, field, value)
 		},
+		Corrupt: func(_ context.Context, key string, kind adaptertest.Corruption) error {
+			return s.Corrupt(key, kind)
+		},
 	}
 }
 
@@ -64,6 +67,60 @@ func TestSweepRemovesOnlyWhatExpired(t *testing.T) {
 	vals, err := s.Get(ctx, "long", "a")
 	require.NoError(t, err)
 	require.Equal(t, []byte("1"), vals[0])
+}
+
+func TestSweepRemovesExpiredMarkersAndCountSkipsThem(t *testing.T) {
+	ctx := t.Context()
+	clock := adaptertest.NewClock()
+	s := open(t, filepath.Join(t.TempDir(), "s.db"), clock)
+	exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
+	require.NoError(t, s.Create(ctx, "old", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp))
+	require.NoError(t, s.Rename(ctx, "old", "new"))
+	count, err := s.Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, count, "a marker is not a session")
+
+	clock.Advance(sessionkit.RenewMarkerTTL)
+	n, err := s.Sweep()
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the marker's index entry came due")
+	_, ok, err := s.TTL("old")
+	require.NoError(t, err)
+	require.False(t, ok, "the sweeper removed the marker")
+	n, err = s.Sweep()
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing of the marker is left in the index")
+	vals, err := s.Get(ctx, "new", "a")
+	require.NoError(t, err)
+	require.Equal(t, []byte("1"), vals[0])
+}
+
+func TestSweepDropsTheIndexEntryOfADamagedRecord(t *testing.T) {
+	ctx := t.Context()
+	clock := adaptertest.NewClock()
+	s := open(t, filepath.Join(t.TempDir(), "s.db"), clock)
+	exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
+	for _, k := range []string{"read", "unread"} {
+		require.NoError(t, s.Create(ctx, k, []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp))
+		require.NoError(t, s.Corrupt(k, adaptertest.MetadataMalformed))
+	}
+	_, err := s.Get(ctx, "read", "a")
+	require.ErrorIs(t, err, sessionkit.ErrNotFound)
+	ttl, ok, err := s.TTL("unread")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Negative(t, ttl, "a record whose metadata is damaged has no expiry of its own")
+
+	clock.Advance(exp.Idle)
+	n, err := s.Sweep()
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "both index entries came due, the stale one and the damaged record's")
+	_, ok, err = s.TTL("unread")
+	require.NoError(t, err)
+	require.False(t, ok, "the sweeper removed the damaged record nobody read")
+	n, err = s.Sweep()
+	require.NoError(t, err)
+	require.Zero(t, n)
 }
 
 func TestSessionsSurviveReopen(t *testing.T) {
