@@ -57,7 +57,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
 )
 
 // Defaults for the zero values of Options.
@@ -234,18 +236,13 @@ func (s *Store) Sweep() (int, error) {
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func wrap(op string, err error) error {
-	if err == nil || errors.Is(err, sessionkit.ErrNotFound) || errors.Is(err, sessionkit.ErrExists) ||
-		errors.Is(err, sessionkit.ErrRenewed) || errors.Is(err, sessionkit.ErrTooManyFields) ||
-		errors.Is(err, sessionkit.ErrInvalidKey) {
-		return err
+	switch {
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return driver.WrapAs("bbolt: "+op, sessionkit.ErrClosed, err)
+	case errors.Is(err, berrors.ErrValueTooLarge), errors.Is(err, berrors.ErrKeyTooLarge):
+		return driver.WrapAs("bbolt: "+op, sessionkit.ErrTooLarge, err)
 	}
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-		return fmt.Errorf("bbolt: %s: %w: %w", op, sessionkit.ErrClosed, err)
-	}
-	if errors.Is(err, berrors.ErrValueTooLarge) || errors.Is(err, berrors.ErrKeyTooLarge) {
-		return fmt.Errorf("bbolt: %s: %w: %w", op, sessionkit.ErrTooLarge, err)
-	}
-	return sessionkit.BackendError("bbolt: "+op, err)
+	return driver.Wrap("bbolt: "+op, err)
 }
 
 // meta is a session's metadata, all in Unix ms.
@@ -402,7 +399,7 @@ func lookup(tx *bolt.Tx, key []byte, now int64) (e entry, ok bool, err error) {
 // expired or damaged record found on the way is removed.
 func (s *Store) update(ctx context.Context, op, key string, fn func(tx *bolt.Tx, fields *bolt.Bucket, m meta) error) error {
 	if err := ctx.Err(); err != nil {
-		return sessionkit.BackendError("bbolt: "+op, err)
+		return driver.Wrap("bbolt: "+op, err)
 	}
 	var notFound bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -460,7 +457,7 @@ func putFields(b *bolt.Bucket, fields []sessionkit.Field) error {
 // Create stores a new session; ErrExists if a live session or marker holds key.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
-		return sessionkit.BackendError("bbolt: create", err)
+		return driver.Wrap("bbolt: create", err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		k := []byte(key)
@@ -558,7 +555,7 @@ func count(b *bolt.Bucket) int {
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	return s.update(ctx, "set", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
 		// count walks the bucket: only when there is a limit to check.
-		if maxFields > 0 && sessionkit.TooManyFields(count(b), fields, maxFields, func(name string) bool { return has(b, []byte(name)) }) {
+		if maxFields > 0 && driver.TooManyFields(count(b), fields, maxFields, func(name string) bool { return has(b, []byte(name)) }) {
 			return sessionkit.ErrTooManyFields
 		}
 		return putFields(b, fields)
@@ -652,7 +649,7 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 // and the session they lead to, in one transaction.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
-		return sessionkit.BackendError("bbolt: destroy", err)
+		return driver.Wrap("bbolt: destroy", err)
 	}
 	return wrap("destroy", s.db.Update(func(tx *bolt.Tx) error {
 		now := ms(s.now())
@@ -677,7 +674,7 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 // Count returns the number of live sessions (markers are not sessions).
 func (s *Store) Count(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, sessionkit.BackendError("bbolt: count", err)
+		return 0, driver.Wrap("bbolt: count", err)
 	}
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -692,11 +689,17 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	return n, wrap("count", err)
 }
 
+func init() { testhook.Register(func(s *Store) testhook.Hooks { return hooks{s} }) }
+
+// hooks are the Store's test hooks (internal/testhook).
+type hooks struct{ s *Store }
+
 // TTL returns the time left to the session or marker under key without
 // refreshing it, and false if there is none (expired or not). A session
 // whose metadata is missing or damaged has no expiry: it is reported with a
-// negative time and true. For tests and operators.
-func (s *Store) TTL(key string) (time.Duration, bool, error) {
+// negative time and true.
+func (h hooks) TTL(_ context.Context, key string) (time.Duration, bool, error) {
+	s := h.s
 	var expires int64
 	var damaged bool
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -723,13 +726,24 @@ func (s *Store) TTL(key string) (time.Duration, bool, error) {
 }
 
 // SetRaw writes one field of a session directly, without refreshing its
-// expiry, as a hand edit would. For tests.
-func (s *Store) SetRaw(key, name string, value []byte) error {
-	return wrap("setraw", s.db.Update(func(tx *bolt.Tx) error {
+// expiry, as a hand edit would.
+func (h hooks) SetRaw(_ context.Context, key, name string, value []byte) error {
+	return wrap("setraw", h.s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions).Bucket([]byte(key))
 		if b == nil {
 			return sessionkit.ErrNotFound
 		}
 		return b.Put([]byte(name), bytes.Clone(value))
 	}))
+}
+
+// Records returns the number of sessions and markers in the file, expired
+// or not.
+func (h hooks) Records() int {
+	n := 0
+	_ = h.s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketSessions).Stats().BucketN - 1 + tx.Bucket(bucketRenamed).Stats().KeyN
+		return nil
+	})
+	return n
 }

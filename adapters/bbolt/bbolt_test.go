@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionkit/sessionkit/adapters/bbolt"
 	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
@@ -29,12 +30,8 @@ func harness(t *testing.T) *adaptertest.Harness {
 		Store:   s,
 		Now:     clock.Now,
 		Advance: clock.Advance,
-		TTL: func(_ context.Context, key string) (time.Duration, bool, error) {
-			return s.TTL(key)
-		},
-		SetRaw: func(_ context.Context, key, field string, value []byte) error {
-			return s.SetRaw(key, field, value)
-		},
+		TTL:     testhook.Of(s).TTL,
+		SetRaw:  testhook.Of(s).SetRaw,
 		Corrupt: func(_ context.Context, key string, kind adaptertest.Corruption) error {
 			return s.Corrupt(key, kind)
 		},
@@ -56,11 +53,13 @@ func TestSweepRemovesOnlyWhatExpired(t *testing.T) {
 	n, err := s.Sweep()
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing has expired yet")
+	require.Equal(t, 2501, testhook.Of(s).Records())
 
 	clock.Advance(2 * time.Minute)
 	n, err = s.Sweep()
 	require.NoError(t, err)
 	require.Equal(t, 2500, n)
+	require.Equal(t, 1, testhook.Of(s).Records(), "the expired sessions are gone from the file")
 	count, err := s.Count(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, count)
@@ -84,7 +83,7 @@ func TestSweepRemovesExpiredMarkersAndCountSkipsThem(t *testing.T) {
 	n, err := s.Sweep()
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the marker's index entry came due")
-	_, ok, err := s.TTL("old")
+	_, ok, err := testhook.Of(s).TTL(t.Context(), "old")
 	require.NoError(t, err)
 	require.False(t, ok, "the sweeper removed the marker")
 	n, err = s.Sweep()
@@ -106,7 +105,7 @@ func TestSweepDropsTheIndexEntryOfADamagedRecord(t *testing.T) {
 	}
 	_, err := s.Get(ctx, "read", "a")
 	require.ErrorIs(t, err, sessionkit.ErrNotFound)
-	ttl, ok, err := s.TTL("unread")
+	ttl, ok, err := testhook.Of(s).TTL(t.Context(), "unread")
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Negative(t, ttl, "a record whose metadata is damaged has no expiry of its own")
@@ -115,7 +114,7 @@ func TestSweepDropsTheIndexEntryOfADamagedRecord(t *testing.T) {
 	n, err := s.Sweep()
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "both index entries came due, the stale one and the damaged record's")
-	_, ok, err = s.TTL("unread")
+	_, ok, err = testhook.Of(s).TTL(t.Context(), "unread")
 	require.NoError(t, err)
 	require.False(t, ok, "the sweeper removed the damaged record nobody read")
 	n, err = s.Sweep()

@@ -171,6 +171,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
 )
 
 // Defaults for the zero values of Options.
@@ -404,17 +405,12 @@ func (s *Store) expiration(expires int64) int32 {
 }
 
 func wrap(op string, err error) error {
-	switch {
-	case err == nil, errors.Is(err, sessionkit.ErrNotFound), errors.Is(err, sessionkit.ErrExists),
-		errors.Is(err, sessionkit.ErrRenewed), errors.Is(err, sessionkit.ErrTooManyFields),
-		errors.Is(err, sessionkit.ErrTooLarge):
-		return err
-	case strings.Contains(err.Error(), "SERVER_ERROR object too large"):
+	if err != nil && strings.Contains(err.Error(), "SERVER_ERROR object too large") {
 		// gomemcache has no error value for a server's refusal: it is only
 		// in the text of the unexpected reply.
-		return fmt.Errorf("memcached: %s: %w: %w", op, sessionkit.ErrTooLarge, err)
+		return driver.WrapAs("memcached: "+op, sessionkit.ErrTooLarge, err)
 	}
-	return sessionkit.BackendError("memcached: "+op, err)
+	return driver.Wrap("memcached: "+op, err)
 }
 
 // item encodes r for key, or fails with ErrTooLarge if the server would
@@ -468,7 +464,7 @@ func (s *Store) modify(ctx context.Context, op, key string, fn func(r *record) e
 	k := ItemKey(key)
 	for range casAttempts {
 		if err := ctx.Err(); err != nil {
-			return sessionkit.BackendError("memcached: "+op, err)
+			return driver.Wrap("memcached: "+op, err)
 		}
 		it, err := s.get(k)
 		if err != nil {
@@ -517,7 +513,7 @@ func (s *Store) modify(ctx context.Context, op, key string, fn func(r *record) e
 func (s *Store) add(ctx context.Context, op string, it *memcache.Item) error {
 	for range casAttempts {
 		if err := ctx.Err(); err != nil {
-			return sessionkit.BackendError("memcached: "+op, err)
+			return driver.Wrap("memcached: "+op, err)
 		}
 		err := s.client.Add(it)
 		if !errors.Is(err, memcache.ErrNotStored) {
@@ -617,7 +613,7 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 // Set writes the given fields: 2 round trips (gets + cas), 2 more per lost race.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	return s.modify(ctx, "set", key, func(r *record) error {
-		if sessionkit.TooManyFields(len(r.fields), fields, maxFields, r.has) {
+		if driver.TooManyFields(len(r.fields), fields, maxFields, r.has) {
 			return sessionkit.ErrTooManyFields
 		}
 		for _, f := range fields {
@@ -690,7 +686,7 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 	ok, nk := ItemKey(oldKey), ItemKey(newKey)
 	for range casAttempts {
 		if err := ctx.Err(); err != nil {
-			return sessionkit.BackendError("memcached: rename", err)
+			return driver.Wrap("memcached: rename", err)
 		}
 		// 1. Both keys in one round trip.
 		items, err := s.client.GetMulti([]string{ok, nk})
@@ -776,7 +772,7 @@ func (s *Store) thaw(frozen *memcache.Item, r *record) error {
 // server: see the package doc, Destroy racing Rename.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
-		return sessionkit.BackendError("memcached: destroy", err)
+		return driver.Wrap("memcached: destroy", err)
 	}
 	k := ItemKey(key)
 	for range maxChain {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
 )
 
 // DefaultSweepInterval is the default Options.SweepInterval.
@@ -69,14 +70,14 @@ func New(opts *Options) *Store {
 // ErrNotFound. It removes an expired record it finds. Call with s.mu held.
 func (s *Store) live(ctx context.Context, op, key string) (*record, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, sessionkit.BackendError("memory: "+op, err)
+		return nil, driver.Wrap("memory: "+op, err)
 	}
 	r := s.records[key]
 	if r == nil {
 		return nil, sessionkit.ErrNotFound
 	}
 	now := s.now()
-	ttl := r.exp.TTL(r.created, now)
+	ttl := driver.TTL(r.exp, r.created, now)
 	if !now.Before(r.expires) || ttl <= 0 {
 		delete(s.records, key)
 		return nil, sessionkit.ErrNotFound
@@ -129,7 +130,7 @@ func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
 
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
-		return sessionkit.BackendError("memory: create", err)
+		return driver.Wrap("memory: create", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -138,7 +139,7 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 	if r := s.records[key]; r != nil && now.Before(r.expires) {
 		return sessionkit.ErrExists
 	}
-	s.records[key] = &record{fields: fieldMap(fields), created: now, exp: exp, expires: now.Add(exp.TTL(now, now))}
+	s.records[key] = &record{fields: fieldMap(fields), created: now, exp: exp, expires: now.Add(driver.TTL(exp, now, now))}
 	return nil
 }
 
@@ -211,7 +212,7 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 	if err != nil {
 		return err
 	}
-	if sessionkit.TooManyFields(len(r.fields), fields, maxFields, r.has) {
+	if driver.TooManyFields(len(r.fields), fields, maxFields, r.has) {
 		return sessionkit.ErrTooManyFields
 	}
 	for _, f := range fields {
@@ -262,7 +263,7 @@ func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry
 		return err
 	}
 	now := s.now()
-	ttl := exp.TTL(r.created, now)
+	ttl := driver.TTL(exp, r.created, now)
 	if ttl <= 0 {
 		delete(s.records, key)
 		return sessionkit.ErrNotFound
@@ -301,7 +302,7 @@ func minTime(a, b time.Time) time.Time {
 // markers lead to.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
-		return sessionkit.BackendError("memory: destroy", err)
+		return driver.Wrap("memory: destroy", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -319,7 +320,7 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 // Count returns the number of live sessions.
 func (s *Store) Count(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, sessionkit.BackendError("memory: count", err)
+		return 0, driver.Wrap("memory: count", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
