@@ -86,6 +86,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
 )
 
 // The metadata fields of every session hash, and the field of a marker.
@@ -114,7 +115,7 @@ func New(client redis.UniversalClient, opts *Options) *Store {
 }
 
 func wrap(op string, err error) error {
-	return sessionkit.BackendError("redishash: "+op, err)
+	return driver.Wrap("redishash: "+op, err)
 }
 
 // ms is d in whole milliseconds, at least 1: a positive duration never
