@@ -522,7 +522,9 @@ var storeCases = []testCase{
 		e.requireFields(moved, fieldsOf("a", "1", "b", "2"))
 	}},
 	{"RenameMarkerLivesNoLongerThanTheSession", func(e *env) {
-		exp := sessionkit.Expiry{Idle: 3 * e.unit(), Absolute: 300 * e.unit()}
+		// An idle timeout well under RenewMarkerTTL, so that a marker
+		// kept for RenewMarkerTTL regardless would be caught.
+		exp := sessionkit.Expiry{Idle: min(3*e.unit(), sessionkit.RenewMarkerTTL/3), Absolute: 300 * e.unit()}
 		k := e.createWith(exp, fieldList("a", "1"))
 		moved := e.key()
 		require.NoError(e, e.s.Rename(e.ctx, k, moved))

@@ -19,6 +19,7 @@ import (
 	irisredis "github.com/kataras/iris/v12/sessions/sessiondb/redis"
 
 	"github.com/sessionkit/sessionkit/adapters/redishash"
+	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
@@ -110,41 +111,41 @@ func countK(keys []string) int {
 // middleware, no token check or hashing, no codec.
 func newRawFloor(addr string) *contender {
 	client := newGoRedis(addr)
-	create, get, set, keys := redishash.Script("create"), redishash.Script("get"), redishash.Script("set"), redishash.Script("keys")
+	create, get, set, keys := testhook.RedisScript("create"), testhook.RedisScript("get"), testhook.RedisScript("set"), testhook.RedisScript("keys")
 	maxFields := sessionkit.DefaultMaxFields
 	key := func(r *http.Request) []string {
 		c, err := r.Cookie("raw")
 		if err != nil {
 			return nil
 		}
-		return []string{"raw:" + c.Value}
+		return []string{"raw:{" + c.Value + "}"}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/setup", func(w http.ResponseWriter, r *http.Request) {
 		n := atoi(r.URL.Query().Get("n"))
 		token := fmt.Sprintf("t%d", time.Now().UnixNano())
-		args := []any{time.Now().UnixMilli(), idle.Milliseconds(), (24 * time.Hour).Milliseconds(), "counter", "0"}
+		args := []any{idle.Milliseconds(), (24 * time.Hour).Milliseconds(), "counter", "0"}
 		for i := range n {
 			args = append(args, attrName(i), `"`+attrValue()+`"`)
 		}
-		if !fail(w, create.Run(r.Context(), client, []string{"raw:" + token}, args...).Err()) {
+		if !fail(w, create.Run(r.Context(), client, []string{"raw:{" + token + "}"}, args...).Err()) {
 			http.SetCookie(w, &http.Cookie{Name: "raw", Value: token})
 		}
 	})
 	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
 		k := key(r)
-		vals, err := get.Run(r.Context(), client, k, time.Now().UnixMilli(), "counter").Slice()
+		vals, err := get.Run(r.Context(), client, k, "counter").Slice()
 		if fail(w, err) {
 			return
 		}
-		s, _ := vals[2].(string) // after the deadline and idle timeout
-		fail(w, set.Run(r.Context(), client, k, time.Now().UnixMilli(), maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
+		s, _ := vals[4].(string) // after the four metadata values
+		fail(w, set.Run(r.Context(), client, k, maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, set.Run(r.Context(), client, key(r), time.Now().UnixMilli(), maxFields, r.URL.Query().Get("k"), "1").Err())
+		fail(w, set.Run(r.Context(), client, key(r), maxFields, r.URL.Query().Get("k"), "1").Err())
 	})
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
-		ks, err := keys.Run(r.Context(), client, key(r), time.Now().UnixMilli()).StringSlice()
+		ks, err := keys.Run(r.Context(), client, key(r)).StringSlice()
 		if !fail(w, err) {
 			fmt.Fprint(w, countK(ks))
 		}

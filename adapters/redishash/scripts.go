@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionkit/sessionkit/internal/testhook"
 )
 
 // The Lua scripts, one per operation. Each touches only the keys it
@@ -260,14 +262,14 @@ return false
 `)
 )
 
-// Script returns the script the Store runs for op ("get", "set", …), for
-// tools that must send exactly the commands the Store sends, such as the
-// raw go-redis floor in bench/. It returns nil for an unknown op.
-func Script(op string) *redis.Script {
-	return map[string]*redis.Script{
+// The scripts by operation, for tools that must send exactly the commands
+// the Store sends, such as the raw go-redis floor in bench/; they reach
+// them through internal/testhook, not through this package's API.
+func init() {
+	testhook.RegisterRedisScripts(map[string]*redis.Script{
 		"create": createScript, "get": getScript, "getall": getAllScript, "keys": keysScript,
 		"has": hasScript, "len": lenScript, "set": setScript, "delete": deleteScript,
 		"clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript,
 		"rename": renameScript, "destroy": destroyScript,
-	}[op]
+	})
 }

@@ -1,7 +1,8 @@
-// Package testhook reaches inside the in-process stores (memory, bbolt) for
-// tests, in one shape: read a record's expiry without refreshing it,
-// hand-edit a field as an operator would, count the records held. The
-// stores register their hooks here; nothing of it is in their public API.
+// Package testhook reaches inside the stores for tests and benchmarks, so
+// that nothing of it is in their public API: the in-process stores (memory,
+// bbolt) register hooks of one shape (read a record's expiry without
+// refreshing it, hand-edit a field as an operator would, count the records
+// held), and redishash registers its scripts for the raw floor of bench/.
 package testhook
 
 import (
@@ -10,6 +11,8 @@ import (
 	"reflect"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Hooks are a store's test hooks.
@@ -49,3 +52,13 @@ func Of(store any) Hooks {
 	}
 	return fn(store)
 }
+
+var redisScripts map[string]*redis.Script
+
+// RegisterRedisScripts records the redishash scripts by operation; the
+// redishash package calls it from init.
+func RegisterRedisScripts(scripts map[string]*redis.Script) { redisScripts = scripts }
+
+// RedisScript returns the script redishash runs for op ("get", "set", …),
+// or nil for an unknown op. Import the redishash package first.
+func RedisScript(op string) *redis.Script { return redisScripts[op] }
