@@ -5,7 +5,9 @@
 //	go run ./examples/server -store redis://127.0.0.1:6379/0   # Redis hashes
 //
 // Routes: /set sets key "time" to the Unix time (or ?key=K&value=V sets K),
-// /get writes the session as a JSON object, /del destroys the session.
+// /get writes the session as a JSON object, /del destroys the session,
+// /login?user=U renews the session's token and sets "user", /logout
+// destroys the session.
 package main
 
 import (
@@ -90,6 +92,9 @@ func newManager(storeURL string, opts sessionkit.Options) (*sessionkit.Manager, 
 	return m, closer, nil
 }
 
+// user is the session key that says who is logged in.
+var user = sessionkit.NewKey[string]("user")
+
 // newHandler serves the example's routes behind the session middleware.
 func newHandler(m *sessionkit.Manager) http.Handler {
 	mux := http.NewServeMux()
@@ -117,6 +122,29 @@ func newHandler(m *sessionkit.Manager) http.Handler {
 		err := m.Session(r.Context()).Destroy(r.Context())
 		if reply(m, w, r, err) {
 			fmt.Fprintln(w, "ok")
+		}
+	})
+	// Login: Renew first (a new token for the same data, against
+	// fixation), then write what the login grants.
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("user")
+		if name == "" {
+			http.Error(w, "login needs ?user=", http.StatusBadRequest)
+			return
+		}
+		s := m.Session(r.Context())
+		err := s.Renew(r.Context())
+		if err == nil {
+			err = user.Set(r.Context(), s, name)
+		}
+		if reply(m, w, r, err) {
+			fmt.Fprintf(w, "welcome %s\n", name)
+		}
+	})
+	mux.HandleFunc("/logout", func(w http.ResponseWriter, r *http.Request) {
+		err := m.Session(r.Context()).Destroy(r.Context())
+		if reply(m, w, r, err) {
+			fmt.Fprintln(w, "bye")
 		}
 	})
 	return m.Middleware(mux)

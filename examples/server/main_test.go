@@ -250,3 +250,36 @@ func TestBadInputGetsAClearErrorAndTheSessionIsUnchanged(t *testing.T) {
 		require.Equal(t, want, c.session(a), "the session is unchanged after %s", bad.path)
 	}
 }
+
+// TestLoginRenewsAndLogoutEnds walks login and logout on a real Redis: the
+// login moves the session to a new token with its data, the old token is
+// dead, and logout leaves nothing in Redis but the short-lived marker.
+func TestLoginRenewsAndLogoutEnds(t *testing.T) {
+	srv := testserver.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	a := startApp(t, "127.0.0.1:0", "redis://"+srv.Addr+"/0", time.Minute)
+	c := newClient(t)
+
+	code, _ := c.get(a, "/set?key=cart&value=3")
+	require.Equal(t, http.StatusOK, code)
+	before := c.token(a)
+	code, body := c.get(a, "/login?user=ana")
+	require.Equal(t, http.StatusOK, code, body)
+	after := c.token(a)
+	require.NotEqual(t, before, after, "login issues a new token")
+	require.Equal(t, map[string]any{"cart": "3", "user": "ana"}, c.session(a))
+
+	req, err := http.NewRequest("GET", "http://"+a.addr+"/get", nil)
+	require.NoError(t, err)
+	req.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: before})
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusConflict, res.StatusCode, "the old token reads nothing")
+
+	code, _ = c.get(a, "/logout")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, map[string]any{}, c.session(a))
+	require.Zero(t, rdb.Exists(t.Context(), a.m.StorageKey(after)).Val(), "logout removed the session")
+}
