@@ -1,10 +1,6 @@
 package sessionkit
 
-import (
-	"context"
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Sentinel errors. Act on them with errors.Is; the backend's own error, when
 // there is one, stays reachable with errors.As.
@@ -44,17 +40,3 @@ var (
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("sessionkit: store closed")
 )
-
-// BackendError wraps a backend failure so that it matches both ErrUnavailable
-// and the backend's own error. A cancelled or expired context is returned as
-// the context's error (still wrapped with op), never as ErrUnavailable.
-// Adapters call it on every error their client returns; nil stays nil.
-func BackendError(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
 )
 
 type eventLog struct {
@@ -66,7 +67,7 @@ func TestMiddlewareEmitsLifecycleEvents(t *testing.T) {
 
 	live := sessionCookie(t, f.do("/set?v=1", "")).Value
 	log.take()
-	f.store.fail = sessionkit.BackendError("test", errors.New("connection refused"))
+	f.store.fail = driver.Wrap("test", errors.New("connection refused"))
 	f.do("/get", live)
 	ev = log.take()
 	require.Equal(t, []sessionkit.EventKind{sessionkit.EventStoreError}, kinds(ev))

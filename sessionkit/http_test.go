@@ -21,6 +21,7 @@ import (
 	"github.com/sessionkit/sessionkit/adaptertest"
 	"github.com/sessionkit/sessionkit/internal/testhook"
 	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
 )
 
 // countingStore counts the calls that reach the store, and can be told to fail.
@@ -490,7 +491,7 @@ func TestDefaultErrorHandlerClassifiesAndLogsWithoutTheToken(t *testing.T) {
 		{sessionkit.ErrTooManyFields, http.StatusBadRequest},
 		{sessionkit.ErrEncode, http.StatusBadRequest},
 		{sessionkit.ErrRenewed, http.StatusConflict},
-		{sessionkit.BackendError("redis", errors.New("i/o timeout")), http.StatusServiceUnavailable},
+		{driver.Wrap("redis", errors.New("i/o timeout")), http.StatusServiceUnavailable},
 		{context.DeadlineExceeded, http.StatusServiceUnavailable},
 		{sessionkit.ErrDecode, http.StatusInternalServerError},
 	} {
@@ -541,7 +542,7 @@ func TestHeaderTransport(t *testing.T) {
 func TestStoreErrorReachesTheHandlerAndTheDefaultAnswerIs503WithoutToken(t *testing.T) {
 	f := newFixture(t, sessionkit.Options{})
 	token := sessionCookie(t, f.do("/set?v=1", "")).Value
-	f.store.fail = sessionkit.BackendError("test", errors.New("connection refused"))
+	f.store.fail = driver.Wrap("test", errors.New("connection refused"))
 	for _, path := range []string{"/get", "/set?v=2", "/del", "/login"} {
 		res := f.do(path, token)
 		require.Equal(t, http.StatusServiceUnavailable, res.StatusCode, path)

@@ -14,13 +14,6 @@ type Expiry struct {
 	Absolute time.Duration // from creation; no operation extends it
 }
 
-// TTL returns how long a record created at created may live from now on:
-// the smaller of Idle and what is left of Absolute. A result <= 0 means the
-// record has expired.
-func (e Expiry) TTL(created, now time.Time) time.Duration {
-	return min(e.Idle, created.Add(e.Absolute).Sub(now))
-}
-
 // Field is one session key with its encoded value.
 type Field struct {
 	Name  string
@@ -134,23 +127,6 @@ type Store interface {
 	// record they lead to: a logout through a token that was just renewed
 	// still ends the session.
 	Destroy(ctx context.Context, key string) error
-}
-
-// TooManyFields reports whether writing fields to a record that holds
-// current fields, has telling which names it holds, would leave more than
-// maxFields (maxFields <= 0: no limit). Adapters call it to enforce Set's
-// limit before writing anything.
-func TooManyFields(current int, fields []Field, maxFields int, has func(name string) bool) bool {
-	if maxFields <= 0 {
-		return false
-	}
-	n := current
-	for _, f := range fields {
-		if !has(f.Name) {
-			n++
-		}
-	}
-	return n > maxFields
 }
 
 // Counter is an optional interface that may be implemented by a Store. It
