@@ -22,7 +22,7 @@ func (e *env) manager(opts sessionkit.Options) *sessionkit.Manager {
 	if opts.Lifetime == 0 {
 		opts.Lifetime = e.expiry().Absolute
 	}
-	m, err := sessionkit.New(opts)
+	m, err := sessionkit.New(&opts)
 	require.NoError(e, err)
 	return m
 }

@@ -60,7 +60,7 @@ func fail(w http.ResponseWriter, err error) bool {
 
 func newSessionkit(addr string) *contender {
 	client := newGoRedis(addr)
-	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client, nil), IdleTimeout: idle})
+	m, err := sessionkit.New(&sessionkit.Options{Store: redishash.New(client, nil), IdleTimeout: idle})
 	if err != nil {
 		panic(err)
 	}

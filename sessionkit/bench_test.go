@@ -31,7 +31,7 @@ var counter = sessionkit.NewKey[int]("counter")
 // BenchmarkMiddlewareGetIntSet is the bench/ workload (read a counter, write
 // it back incremented) on a store that costs nothing.
 func BenchmarkMiddlewareGetIntSet(b *testing.B) {
-	m, err := sessionkit.New(sessionkit.Options{Store: nopStore{}, IdleTimeout: time.Hour})
+	m, err := sessionkit.New(&sessionkit.Options{Store: nopStore{}, IdleTimeout: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func TestEventsCostNothingWhenUnset(t *testing.T) {
 		// EventGone it emits adds nothing.
 		"gone session": {goneStore{}, 10},
 	} {
-		m, err := sessionkit.New(sessionkit.Options{Store: c.store, Logger: quiet})
+		m, err := sessionkit.New(&sessionkit.Options{Store: c.store, Logger: quiet})
 		require.NoError(t, err)
 		h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := m.Session(r.Context())

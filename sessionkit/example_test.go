@@ -19,7 +19,7 @@ var (
 
 func Example() {
 	ctx := context.Background()
-	m, _ := sessionkit.New(sessionkit.Options{Store: memory.New(nil), IdleTimeout: 30 * time.Minute})
+	m, _ := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), IdleTimeout: 30 * time.Minute})
 
 	// First request: a new session, stored at its first write.
 	s := m.NewSession()
@@ -49,7 +49,7 @@ func Example() {
 }
 
 func ExampleManager_Middleware() {
-	m, _ := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
+	m, _ := sessionkit.New(&sessionkit.Options{Store: memory.New(nil)})
 	app := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := m.Session(r.Context())
 		if err := s.Set(r.Context(), "seen", true); err != nil {
@@ -70,7 +70,7 @@ func ExampleManager_Middleware() {
 
 func ExampleSession_SetExpiry() {
 	ctx := context.Background()
-	m, _ := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
+	m, _ := sessionkit.New(&sessionkit.Options{Store: memory.New(nil)})
 	s := m.NewSession()
 	// "Remember me": this session may idle for a week and live for 30 days.
 	_ = s.SetExpiry(ctx, sessionkit.Expiry{Idle: 7 * 24 * time.Hour, Absolute: 30 * 24 * time.Hour})

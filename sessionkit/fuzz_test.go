@@ -35,8 +35,8 @@ func FuzzRequestToken(f *testing.F) {
 		"session=" + newToken() + "; session=" + tok + "; session=" + newToken() + "; session=" + newToken()} {
 		f.Add(seed, tok)
 	}
-	cookieM, _ := New(Options{Store: valueStore{}})
-	headerM, _ := New(Options{Store: valueStore{}, Header: "X-Session"})
+	cookieM, _ := New(&Options{Store: valueStore{}})
+	headerM, _ := New(&Options{Store: valueStore{}, Header: "X-Session"})
 	f.Fuzz(func(t *testing.T, cookie, header string) {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header["Cookie"] = []string{cookie}
@@ -67,7 +67,7 @@ func FuzzStoredValue(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, value []byte) {
-		m, err := New(Options{Store: valueStore{value: value}})
+		m, err := New(&Options{Store: valueStore{value: value}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -93,7 +93,7 @@ func newFixture(t *testing.T, opts sessionkit.Options) *fixture {
 	mem := memory.New(&memory.Options{Clock: clock.Now})
 	f := &fixture{t: t, clock: clock, mem: mem, store: &countingStore{Store: mem}}
 	opts.Store, opts.Clock = f.store, clock.Now
-	m, err := sessionkit.New(opts)
+	m, err := sessionkit.New(&opts)
 	require.NoError(t, err)
 	f.m = m
 	return f
@@ -257,7 +257,7 @@ func TestCookieIsSecureUnderTLSAndConfigurable(t *testing.T) {
 		require.Contains(t, raw, attr)
 	}
 
-	_, err := sessionkit.New(sessionkit.Options{Store: f.mem, Cookie: sessionkit.CookieOptions{Name: "bad name;"}})
+	_, err := sessionkit.New(&sessionkit.Options{Store: f.mem, Cookie: sessionkit.CookieOptions{Name: "bad name;"}})
 	require.Error(t, err, "an invalid cookie name is refused at start-up, not dropped silently")
 }
 
@@ -427,16 +427,16 @@ func TestCookiePrefixesAreEnforced(t *testing.T) {
 	require.Contains(t, w.Header().Get("Set-Cookie"), "; Secure")
 
 	for _, bad := range []sessionkit.CookieOptions{{Name: "__Host-s", Domain: "example.com"}, {Name: "__Host-s", Path: "/app"}} {
-		_, err := sessionkit.New(sessionkit.Options{Store: memory.New(nil), Cookie: bad})
+		_, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), Cookie: bad})
 		require.Error(t, err, "%+v contradicts the __Host- prefix", bad)
 	}
 }
 
 func TestTwoManagersServeOneRequest(t *testing.T) {
 	store := memory.New(nil)
-	user, err := sessionkit.New(sessionkit.Options{Store: store, Cookie: sessionkit.CookieOptions{Name: "user"}})
+	user, err := sessionkit.New(&sessionkit.Options{Store: store, Cookie: sessionkit.CookieOptions{Name: "user"}})
 	require.NoError(t, err)
-	admin, err := sessionkit.New(sessionkit.Options{Store: store, KeyPrefix: "admin:", Cookie: sessionkit.CookieOptions{Name: "admin"}})
+	admin, err := sessionkit.New(&sessionkit.Options{Store: store, KeyPrefix: "admin:", Cookie: sessionkit.CookieOptions{Name: "admin"}})
 	require.NoError(t, err)
 	h := user.Middleware(admin.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		require.NoError(t, user.Session(r.Context()).Set(r.Context(), "who", "user"))
@@ -459,9 +459,9 @@ func TestTwoManagersServeOneRequest(t *testing.T) {
 }
 
 func TestSessionOutsideTheMiddlewareFailsWithoutPanicking(t *testing.T) {
-	m, err := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
+	m, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil)})
 	require.NoError(t, err)
-	other, err := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
+	other, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil)})
 	require.NoError(t, err)
 	for name, ctx := range map[string]context.Context{"no middleware": t.Context()} {
 		s := m.Session(ctx)

@@ -91,9 +91,10 @@ type Manager struct {
 	ctxKey       *contextKey // this Manager's key for its sessions in a request context
 }
 
-// New returns a Manager for opts.
-func New(opts Options) (*Manager, error) {
-	if opts.Store == nil {
+// New returns a Manager for opts. opts.Store is required; every other
+// field may be left zero for its default.
+func New(opts *Options) (*Manager, error) {
+	if opts == nil || opts.Store == nil {
 		return nil, errors.New("sessionkit: Options.Store is required")
 	}
 	m := &Manager{

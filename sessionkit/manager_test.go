@@ -18,10 +18,12 @@ func TestNewRefusesOptionsItCannotHonour(t *testing.T) {
 		"sub-ms lifetime":     {Store: store, Lifetime: time.Microsecond},
 		"invalid cookie name": {Store: store, Cookie: sessionkit.CookieOptions{Name: "a b"}},
 	} {
-		_, err := sessionkit.New(opts)
+		_, err := sessionkit.New(&opts)
 		require.Error(t, err, name)
 	}
-	m, err := sessionkit.New(sessionkit.Options{Store: store})
+	_, err := sessionkit.New(nil)
+	require.Error(t, err, "nil options: no store")
+	m, err := sessionkit.New(&sessionkit.Options{Store: store})
 	require.NoError(t, err)
 	require.Equal(t, sessionkit.Expiry{Idle: sessionkit.DefaultIdleTimeout, Absolute: sessionkit.DefaultLifetime}, m.Expiry())
 	require.Error(t, m.NewSession().SetExpiry(t.Context(), sessionkit.Expiry{Idle: 0, Absolute: time.Hour}),

@@ -84,7 +84,7 @@ func newManager(storeURL string, opts sessionkit.Options) (*sessionkit.Manager, 
 		return nil, nil, fmt.Errorf("session store %s does not answer: %w", storeurl.Redact(storeURL), err)
 	}
 	opts.Store = store
-	m, err := sessionkit.New(opts)
+	m, err := sessionkit.New(&opts)
 	if err != nil {
 		closer.Close()
 		return nil, nil, err

@@ -20,7 +20,7 @@ import (
 
 // newServer serves the app on store, for a test.
 func newServer(t *testing.T, store sessionkit.Store) (*httptest.Server, *http.Client) {
-	m, err := sessionkit.New(sessionkit.Options{Store: store})
+	m, err := sessionkit.New(&sessionkit.Options{Store: store})
 	require.NoError(t, err)
 	srv := httptest.NewServer(apptesting.NewApp(m))
 	t.Cleanup(srv.Close)
@@ -78,7 +78,7 @@ func TestLoginWithMiniredis(t *testing.T) {
 
 // The same swap, as a runnable example.
 func Example() {
-	m, _ := sessionkit.New(sessionkit.Options{Store: memory.New(nil)})
+	m, _ := sessionkit.New(&sessionkit.Options{Store: memory.New(nil)})
 	app := apptesting.NewApp(m)
 
 	rec := httptest.NewRecorder()
