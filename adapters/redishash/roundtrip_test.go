@@ -69,7 +69,7 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	c := &counter{}
 	client.AddHook(c)
-	m, err := sessionkit.New(sessionkit.Options{Store: redishash.New(client, nil)})
+	m, err := sessionkit.New(&sessionkit.Options{Store: redishash.New(client, nil)})
 	require.NoError(t, err)
 	ctx := t.Context()
 	a := sessionkit.NewKey[int]("a")

@@ -44,7 +44,7 @@ func fill(t *testing.T, m *sessionkit.Manager, sh shape) {
 }
 
 func manager(t *testing.T, s sessionkit.Store) *sessionkit.Manager {
-	m, err := sessionkit.New(sessionkit.Options{Store: s, IdleTimeout: time.Hour})
+	m, err := sessionkit.New(&sessionkit.Options{Store: s, IdleTimeout: time.Hour})
 	require.NoError(t, err)
 	return m
 }
