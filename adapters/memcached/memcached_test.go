@@ -231,7 +231,9 @@ func TestAWriteAFullMemcachedRefusesIsUnavailable(t *testing.T) {
 	srv := testserver.Memcached(t, "-M", "-m", "2")
 	client := memcache.New(srv.Addr)
 	t.Cleanup(func() { client.Close() })
-	s := New(client, nil)
+	// A generous timeout: the case is about the refusal, and a loaded
+	// machine (CI runs packages in parallel) must not turn it into a timeout.
+	s := New(client, &Options{Timeout: 10 * time.Second})
 	exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
 	var err error
 	for i := 0; i < 10000 && err == nil; i++ {
