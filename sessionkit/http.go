@@ -118,7 +118,7 @@ func (m *Manager) DefaultErrorHandler(w http.ResponseWriter, r *http.Request, er
 	}
 }
 
-// Middleware puts a Session in the context of every request (FromContext)
+// Middleware puts a [Session] in the context of every request ([Manager.Session])
 // and carries its token in a cookie or, with Options.Header, a header.
 //
 // It is lazy: it makes no store call of its own, so a request that never
