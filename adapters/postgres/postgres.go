@@ -1,0 +1,430 @@
+// Package postgres is a sessionkit.Store on PostgreSQL 14 or newer (pgx v5,
+// pgxpool), for services that run PostgreSQL and no Redis.
+//
+// # Layout
+//
+// Two tables (names start with Options.TablePrefix, default "sessionkit_";
+// schema.go has the DDL and every statement):
+//
+//	sessionkit_sessions   one row per session: key, created, idle, absolute, expires,
+//	                      sweep_after, nfields (and, on a Rename marker, renamed_to, record)
+//	sessionkit_fields     one row per session field: session_id, name, value (bytea)
+//
+// One row per field, not one document per session, so that a write touches
+// only its fields and a read fetches only the fields asked for: the cost of
+// a request does not grow with the session, and writers of different fields
+// never overwrite each other (two writers of one jsonb document would have
+// to lock it and rewrite it whole). Fields hang off the session's id, not
+// its key, so that Rename changes one row, and a foreign key with ON DELETE
+// CASCADE deletes them with their session: no statement can leave a field
+// without a session, however it races a delete.
+//
+// Values are the codec's bytes (JSON by default), so a session can be read
+// and edited by hand:
+//
+//	SELECT name, convert_from(value, 'UTF8') FROM sessionkit_fields f
+//	JOIN sessionkit_sessions s ON s.id = f.session_id WHERE s.key = 'session:…';
+//
+// # Statements
+//
+// Every operation is one SQL statement (data-modifying CTEs), so one round
+// trip and one implicit transaction, and it checks and refreshes the expiry
+// inside, on the database's clock: expires = least(now() + idle,
+// created + absolute). An expired session is invisible to every statement
+// at once; the sweeper deletes its rows within a minute or so, in batches,
+// with FOR UPDATE SKIP LOCKED so that several processes can sweep side by
+// side. The refresh makes every operation, reads included, a write: the
+// schema keeps it a heap-only update (no index entry), and its commit waits
+// for a WAL flush unless the connections run with synchronous_commit=off,
+// as storeurl sets them (docs/backends.md has the measured difference). Every
+// writer locks the session's row first, so Set's field limit holds under
+// concurrency: it is checked against a count kept in that row (nfields),
+// exact once the lock is held, where counting the fields in the statement's
+// snapshot could miss a writer that committed while this one waited.
+//
+// Rename changes the key of the session's row and inserts a marker row
+// under the old key, naming the new key and pointing at the record, in one
+// statement. The marker expires after sessionkit.RenewMarkerTTL, or with
+// the record (the foreign key deletes it with the record).
+//
+// # Corruption
+//
+// Every column is typed and NOT NULL where it must be, and check
+// constraints refuse an expiry policy the adapter would not write (a
+// non-positive idle or absolute timeout, an infinite creation time, an
+// expiry past the absolute deadline) and a negative field count: the kinds
+// of damage that the store contract removes on sight cannot be written, by
+// hand or otherwise. Field values are opaque bytes, never decoded. The one
+// hand edit the schema cannot catch is a wrong, non-negative nfields: it
+// would skew Len and Set's limit for that session, and nothing else.
+//
+// # Errors
+//
+// A missing or expired session is sessionkit.ErrNotFound; a key Rename moved
+// away is sessionkit.ErrRenewed. Every error from pgx wraps
+// sessionkit.ErrUnavailable and pgx's own error (a *pgconn.PgError, a
+// net.Error, …); a done context wraps the context's error. A name or key
+// PostgreSQL cannot store as text (a NUL byte) is sessionkit.ErrInvalidKey;
+// one longer than an index entry can hold (about 2.7 kB) is
+// sessionkit.ErrTooLarge.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultTablePrefix   = "sessionkit_"
+	DefaultSweepInterval = time.Minute
+	DefaultSweepBatch    = 1000
+)
+
+// Options configures a Store. The zero value means defaults.
+type Options struct {
+	// TablePrefix starts the names of the tables, indexes and constraints:
+	// a letter or underscore, then letters, digits or underscores, at most
+	// 40 bytes. Default DefaultTablePrefix. To put the tables in another
+	// schema, set search_path in the connection string.
+	TablePrefix string
+	// AutoMigrate runs Migrate before the first operation (and again
+	// before the next one, if it failed).
+	AutoMigrate bool
+	// SweepInterval is the time between two sweeps of expired rows.
+	// Default DefaultSweepInterval; negative: no sweeper (call Sweep).
+	SweepInterval time.Duration
+	// SweepBatch is the most rows one sweep statement deletes. Default
+	// DefaultSweepBatch.
+	SweepBatch int
+}
+
+var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
+
+// Store is a sessionkit.Store on PostgreSQL. It implements
+// sessionkit.Counter and io.Closer; operations after Close return
+// sessionkit.ErrClosed.
+type Store struct {
+	pool  *pgxpool.Pool
+	q     *queries
+	batch int
+
+	migrated  atomic.Bool // no Migrate pending before the next operation
+	migrateMu sync.Mutex
+	closed    atomic.Bool
+
+	stopSweeper context.CancelFunc
+	done        sync.WaitGroup
+}
+
+var (
+	_ sessionkit.Store   = (*Store)(nil)
+	_ sessionkit.Counter = (*Store)(nil)
+)
+
+// New returns a Store on pool and starts its sweeper; opts may be nil. It
+// does not contact the database. The Store does not own the pool: Close
+// stops the sweeper, and closing the pool is the caller's job.
+func New(pool *pgxpool.Pool, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.TablePrefix == "" {
+		o.TablePrefix = DefaultTablePrefix
+	}
+	if !prefixPattern.MatchString(o.TablePrefix) {
+		return nil, fmt.Errorf("postgres: table prefix %q: want a letter or underscore, then letters, digits or underscores, at most 40 bytes", o.TablePrefix)
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.SweepBatch <= 0 {
+		o.SweepBatch = DefaultSweepBatch
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{pool: pool, q: newQueries(o.TablePrefix), batch: o.SweepBatch, stopSweeper: cancel}
+	s.migrated.Store(!o.AutoMigrate)
+	if o.SweepInterval > 0 {
+		s.done.Add(1)
+		go s.sweeper(ctx, o.SweepInterval)
+	}
+	return s, nil
+}
+
+// Migrate creates the tables and indexes if they do not exist, in one
+// transaction; concurrent calls, from any process, wait for each other.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.usable(ctx, "migrate"); err != nil {
+		return err
+	}
+	s.migrateMu.Lock()
+	defer s.migrateMu.Unlock()
+	return s.migrate(ctx)
+}
+
+// migrate runs the schema; the caller holds migrateMu.
+func (s *Store) migrate(ctx context.Context) error {
+	// No arguments: pgx sends it as a simple query, whose statements
+	// PostgreSQL runs as one transaction.
+	if _, err := s.pool.Exec(ctx, s.q.schema); err != nil {
+		return s.wrap("migrate", err)
+	}
+	s.migrated.Store(true)
+	return nil
+}
+
+// Close stops the sweeper, cutting short a sweep under way. It does not
+// close the pool.
+func (s *Store) Close() error {
+	if !s.closed.Swap(true) {
+		s.stopSweeper()
+		s.done.Wait()
+	}
+	return nil
+}
+
+func (s *Store) sweeper(ctx context.Context, every time.Duration) {
+	defer s.done.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = s.sweep(ctx)
+		}
+	}
+}
+
+// Sweep deletes expired rows, in batches of Options.SweepBatch, and returns
+// how many it deleted (a marker deleted along with its record is not
+// counted). A row is deleted once the minute in which it expired is over
+// (see sweep_after in schema.go); until then it is invisible, like any
+// expired row. The background sweeper calls Sweep; operators may too.
+func (s *Store) Sweep(ctx context.Context) (int, error) {
+	if err := s.check(ctx, "sweep"); err != nil {
+		return 0, err
+	}
+	return s.sweep(ctx)
+}
+
+func (s *Store) sweep(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		tag, err := s.pool.Exec(ctx, s.q.sweep, s.batch)
+		if err != nil {
+			return total, s.wrap("sweep", err)
+		}
+		n := int(tag.RowsAffected())
+		total += n
+		if n < s.batch {
+			return total, nil
+		}
+	}
+}
+
+// usable refuses an operation on a closed store or with a done context.
+func (s *Store) usable(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return driver.Wrap("postgres: "+op, err)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("postgres: %s: %w", op, sessionkit.ErrClosed)
+	}
+	return nil
+}
+
+// check is usable, and runs a pending Migrate (Options.AutoMigrate) first.
+func (s *Store) check(ctx context.Context, op string) error {
+	if err := s.usable(ctx, op); err != nil || s.migrated.Load() {
+		return err
+	}
+	s.migrateMu.Lock()
+	defer s.migrateMu.Unlock()
+	if s.migrated.Load() { // another operation migrated meanwhile
+		return nil
+	}
+	return s.migrate(ctx)
+}
+
+// wrap classifies an error of pgx.
+func (s *Store) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		var sentinel error
+		switch {
+		case pgErr.Code == "23505" && pgErr.ConstraintName == s.q.keyUnique: // unique_violation
+			sentinel = sessionkit.ErrExists
+		case pgErr.Code == "23514" && pgErr.ConstraintName == s.q.nfieldsCheck: // check_violation
+			sentinel = sessionkit.ErrTooManyFields
+		case pgErr.Code == "22021": // character_not_in_repertoire: a NUL byte in text
+			sentinel = sessionkit.ErrInvalidKey
+		case pgErr.Code == "54000": // program_limit_exceeded: an index entry too large
+			sentinel = sessionkit.ErrTooLarge
+		}
+		if sentinel != nil {
+			return fmt.Errorf("postgres: %s: %w: %w", op, sentinel, err)
+		}
+	}
+	return driver.Wrap("postgres: "+op, err)
+}
+
+// run runs a statement that answers one row whose first column is a status,
+// scanning the other columns into dest.
+func (s *Store) run(ctx context.Context, op, query string, args []any, dest ...any) error {
+	if err := s.check(ctx, op); err != nil {
+		return err
+	}
+	var st int
+	err := s.pool.QueryRow(ctx, query, args...).Scan(append([]any{&st}, dest...)...)
+	if err != nil {
+		return s.wrap(op, err)
+	}
+	switch st {
+	case statusOK:
+		return nil
+	case statusNotFound:
+		return sessionkit.ErrNotFound
+	case statusRenewed:
+		return sessionkit.ErrRenewed
+	case statusExists:
+		return sessionkit.ErrExists
+	}
+	return fmt.Errorf("postgres: %s: %w: unknown status %d", op, sessionkit.ErrUnavailable, st)
+}
+
+// columns splits fields into the two arrays the statements take.
+func columns(fields []sessionkit.Field) ([]string, [][]byte) {
+	names := make([]string, len(fields))
+	values := make([][]byte, len(fields))
+	for i, f := range fields {
+		names[i] = f.Name
+		// A nil value would be NULL, which the column refuses: an empty
+		// value is a present field.
+		values[i] = f.Value
+		if values[i] == nil {
+			values[i] = []byte{}
+		}
+	}
+	return names, values
+}
+
+func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
+	names, values := columns(fields)
+	return s.run(ctx, "create", s.q.create, []any{key, exp.Idle, exp.Absolute, names, values})
+}
+
+func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte, error) {
+	if len(names) == 1 {
+		var v []byte
+		if err := s.run(ctx, "get", s.q.getOne, []any{key, names[0]}, &v); err != nil {
+			return nil, err
+		}
+		return [][]byte{v}, nil
+	}
+	var vals [][]byte
+	if err := s.run(ctx, "get", s.q.get, []any{key, names}, &vals); err != nil {
+		return nil, err
+	}
+	if vals == nil { // no names asked
+		vals = [][]byte{}
+	}
+	return vals, nil
+}
+
+func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
+	var names []string
+	var vals [][]byte
+	if err := s.run(ctx, "getall", s.q.getAll, []any{key}, &names, &vals); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(names))
+	for i, n := range names {
+		out[n] = vals[i]
+	}
+	return out, nil
+}
+
+func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
+	var names []string
+	if err := s.run(ctx, "keys", s.q.keys, []any{key}, &names); err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
+func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
+	var ok bool
+	err := s.run(ctx, "has", s.q.has, []any{key, name}, &ok)
+	return ok, err
+}
+
+func (s *Store) Len(ctx context.Context, key string) (int, error) {
+	var n int
+	err := s.run(ctx, "len", s.q.length, []any{key}, &n)
+	return n, err
+}
+
+func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
+	names, values := columns(fields)
+	return s.run(ctx, "set", s.q.set, []any{key, names, values, maxFields})
+}
+
+func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
+	if names == nil {
+		names = []string{} // an empty array, not NULL
+	}
+	return s.run(ctx, "delete", s.q.del, []any{key, names})
+}
+
+func (s *Store) Clear(ctx context.Context, key string) error {
+	return s.run(ctx, "clear", s.q.clear, []any{key})
+}
+
+func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
+	var left time.Duration
+	err := s.run(ctx, "touch", s.q.touch, []any{key}, &left)
+	return left, err
+}
+
+func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
+	return s.run(ctx, "setexpiry", s.q.setExpiry, []any{key, exp.Idle, exp.Absolute})
+}
+
+func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
+	return s.run(ctx, "rename", s.q.rename, []any{oldKey, newKey, sessionkit.RenewMarkerTTL})
+}
+
+func (s *Store) Destroy(ctx context.Context, key string) error {
+	if err := s.check(ctx, "destroy"); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, s.q.destroy, key)
+	return s.wrap("destroy", err)
+}
+
+// Count returns the number of live sessions (markers not counted).
+func (s *Store) Count(ctx context.Context) (int, error) {
+	if err := s.check(ctx, "count"); err != nil {
+		return 0, err
+	}
+	var n int
+	err := s.pool.QueryRow(ctx, s.q.count).Scan(&n)
+	return n, s.wrap("count", err)
+}

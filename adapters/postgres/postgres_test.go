@@ -1,0 +1,472 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/postgres"
+	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/internal/testserver"
+	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/storeurl"
+)
+
+// One PostgreSQL for the whole binary (initdb takes seconds); every test
+// gets tables of its own under a fresh prefix.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testserver.StopPostgres()
+	os.Exit(code)
+}
+
+var (
+	poolOnce sync.Once
+	pool     *pgxpool.Pool
+	prefixes atomic.Int64
+)
+
+// db returns the binary's pool on the test PostgreSQL.
+func db(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	srv := testserver.Postgres(t)
+	poolOnce.Do(func() {
+		var err error
+		pool, err = pgxpool.New(context.Background(), srv.URL)
+		require.NoError(t, err)
+	})
+	require.NotNil(t, pool, "the pool could not be made (see the first test)")
+	return pool
+}
+
+// fixture is a migrated store under a fresh table prefix.
+type fixture struct {
+	*postgres.Store
+	pool   *pgxpool.Pool
+	prefix string
+}
+
+func newFixture(t testing.TB, opts *postgres.Options) *fixture {
+	t.Helper()
+	p := db(t)
+	o := postgres.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.TablePrefix = fmt.Sprintf("t%d_", prefixes.Add(1))
+	s, err := postgres.New(p, &o)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	if !o.AutoMigrate {
+		require.NoError(t, s.Migrate(context.Background()))
+	}
+	return &fixture{Store: s, pool: p, prefix: o.TablePrefix}
+}
+
+// ttl reads the expiry of the row under key, as a person with psql would,
+// without refreshing it. An expired row is no record.
+func (f *fixture) ttl(ctx context.Context, key string) (time.Duration, bool, error) {
+	var expires, now time.Time
+	err := f.pool.QueryRow(ctx, `SELECT expires, now() FROM `+f.prefix+`sessions WHERE key = $1`, key).Scan(&expires, &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	left := expires.Sub(now)
+	return left, left > 0, nil
+}
+
+// setRaw writes one field directly, without refreshing the expiry.
+func (f *fixture) setRaw(ctx context.Context, key, name string, value []byte) error {
+	_, err := f.pool.Exec(ctx, `WITH s AS (SELECT id FROM `+f.prefix+`sessions WHERE key = $1 AND record IS NULL),
+	w AS (INSERT INTO `+f.prefix+`fields (session_id, name, value) SELECT id, $2, $3 FROM s
+		ON CONFLICT (session_id, name) DO UPDATE SET value = excluded.value RETURNING xmax = 0 AS inserted)
+	UPDATE `+f.prefix+`sessions SET nfields = nfields + 1 WHERE id = (SELECT id FROM s) AND (SELECT inserted FROM w)`,
+		key, name, value)
+	return err
+}
+
+func (f *fixture) exec(t testing.TB, sql string, args ...any) error {
+	t.Helper()
+	_, err := f.pool.Exec(t.Context(), fmt.Sprintf(sql, f.prefix), args...)
+	return err
+}
+
+func (f *fixture) scalar(t testing.TB, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, f.pool.QueryRow(t.Context(), fmt.Sprintf(sql, f.prefix), args...).Scan(&n))
+	return n
+}
+
+func harness(t *testing.T) *adaptertest.Harness {
+	f := newFixture(t, nil)
+	return &adaptertest.Harness{
+		Store:  f.Store,
+		TTL:    f.ttl,
+		SetRaw: f.setRaw,
+		// The schema makes every kind impossible: typed, NOT NULL columns,
+		// check constraints on the policy, opaque bytea values.
+		// TestHandEditsThatWouldCorruptAreRefused shows it.
+		Corrupt: func(context.Context, string, adaptertest.Corruption) error { return errors.ErrUnsupported },
+	}
+}
+
+func TestConformance(t *testing.T) { adaptertest.Run(t, harness) }
+
+var (
+	short = sessionkit.Expiry{Idle: time.Minute, Absolute: time.Hour}
+	long  = sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
+)
+
+func field(name, value string) []sessionkit.Field {
+	return []sessionkit.Field{{Name: name, Value: []byte(value)}}
+}
+
+func TestHandEditsThatWouldCorruptAreRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", field("a", "1"), long))
+	for _, edit := range []string{
+		`UPDATE %ssessions SET expires = 'infinity'`,
+		`UPDATE %ssessions SET expires = NULL`,
+		`UPDATE %ssessions SET created = 'infinity', expires = 'infinity'`,
+		`UPDATE %ssessions SET idle = '0'`,
+		`UPDATE %ssessions SET absolute = '-1 hour'`,
+		`UPDATE %ssessions SET expires = created + absolute + interval '1 ms'`,
+		`UPDATE %ssessions SET nfields = -1`,
+		`UPDATE %ssessions SET renamed_to = 'elsewhere'`,
+		`INSERT INTO %sfields (session_id, name, value) VALUES (-1, 'orphan', '')`,
+		`UPDATE %sfields SET value = NULL`,
+	} {
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, f.exec(t, edit), &pgErr, edit)
+	}
+	vals, err := f.Get(ctx, "k", "a")
+	require.NoError(t, err)
+	require.Equal(t, []byte("1"), vals[0])
+}
+
+func TestConcurrentWritersHoldTheFieldLimit(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", nil, long))
+	const writers, limit = 30, 10
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			err := f.Set(ctx, "k", field(fmt.Sprint("f", i), "x"), limit)
+			if err == nil {
+				ok.Add(1)
+			} else {
+				assert.ErrorIs(t, err, sessionkit.ErrTooManyFields)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, limit, ok.Load(), "exactly as many new fields as the limit are written")
+	n, err := f.Len(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, limit, n)
+	all, err := f.GetAll(ctx, "k")
+	require.NoError(t, err)
+	require.Len(t, all, limit, "the count agrees with the rows")
+}
+
+func TestConcurrentDeletesAndWritesKeepTheCountExact(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", nil, long))
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			name := fmt.Sprint("f", i%5)
+			for range 10 {
+				assert.NoError(t, f.Set(ctx, "k", field(name, "x"), 0))
+				assert.NoError(t, f.Delete(ctx, "k", name))
+				if i == 0 {
+					assert.NoError(t, f.Clear(ctx, "k"))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n, err := f.Len(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, f.scalar(t, `SELECT count(*) FROM %sfields`), n, "nfields matches the rows")
+}
+
+func TestConcurrentRenamesExactlyOneWins(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	for round := range 5 {
+		old := fmt.Sprint("old", round)
+		require.NoError(t, f.Create(ctx, old, field("a", "1"), long))
+		var wins atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				err := f.Rename(ctx, old, fmt.Sprint("new", round, "-", i))
+				if err == nil {
+					wins.Add(1)
+				} else {
+					assert.ErrorIs(t, err, sessionkit.ErrRenewed)
+				}
+			})
+		}
+		wg.Wait()
+		require.EqualValues(t, 1, wins.Load())
+	}
+	require.Equal(t, 5, f.scalar(t, `SELECT count(*) FROM %ssessions WHERE record IS NULL`), "one live copy per session")
+}
+
+func TestRenameLeavesAMarker(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "old", field("a", "1"), long))
+	require.NoError(t, f.Rename(ctx, "old", "new"))
+
+	for name, err := range map[string]error{
+		"Get":    second(f.Get(ctx, "old", "a")),
+		"Set":    f.Set(ctx, "old", field("b", "2"), 0),
+		"Touch":  second(f.Touch(ctx, "old")),
+		"Rename": f.Rename(ctx, "old", "other"),
+	} {
+		require.ErrorIs(t, err, sessionkit.ErrRenewed, name)
+	}
+	require.ErrorIs(t, f.Create(ctx, "old", nil, long), sessionkit.ErrExists, "Create on a marker")
+	require.NoError(t, f.Create(ctx, "taken", nil, long))
+	require.ErrorIs(t, f.Rename(ctx, "taken", "old"), sessionkit.ErrExists, "Rename onto a marker")
+
+	ttl, ok, err := f.ttl(ctx, "old")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.LessOrEqual(t, ttl, sessionkit.RenewMarkerTTL, "the marker expires within RenewMarkerTTL")
+
+	require.NoError(t, f.Rename(ctx, "new", "newer"))
+	require.NoError(t, f.Destroy(ctx, "old"), "Destroy follows the markers")
+	_, err = f.Get(ctx, "newer", "a")
+	require.ErrorIs(t, err, sessionkit.ErrNotFound)
+	require.Zero(t, f.scalar(t, `SELECT count(*) FROM %ssessions WHERE key <> 'taken'`), "no marker outlives the record")
+	require.Zero(t, f.scalar(t, `SELECT count(*) FROM %sfields`))
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func TestAnExpiredMarkerIsGone(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "old", field("a", "1"), long))
+	require.NoError(t, f.Rename(ctx, "old", "new"))
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET expires = now() - interval '1 ms', sweep_after = now() - interval '1 ms' WHERE key = 'old'`))
+	_, err := f.Get(ctx, "old", "a")
+	require.ErrorIs(t, err, sessionkit.ErrNotFound)
+	require.NoError(t, f.Destroy(ctx, "old"))
+	_, err = f.Get(ctx, "new", "a")
+	require.NoError(t, err, "Destroy through an expired marker does not reach the record")
+	require.NoError(t, f.Create(ctx, "old", nil, long), "the key is free again")
+}
+
+func TestKeysOfExpiredRowsCanBeUsedAgain(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", field("a", "1"), long))
+	require.NoError(t, f.Create(ctx, "dst", field("a", "2"), long))
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET expires = now() - interval '1 ms', sweep_after = now() - interval '1 ms'`))
+	require.NoError(t, f.Create(ctx, "k", field("b", "2"), long))
+	all, err := f.GetAll(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, map[string][]byte{"b": []byte("2")}, all, "nothing of the expired session comes back")
+	require.NoError(t, f.Rename(ctx, "k", "dst"), "Rename onto an expired row")
+	all, err = f.GetAll(ctx, "dst")
+	require.NoError(t, err)
+	require.Equal(t, map[string][]byte{"b": []byte("2")}, all)
+	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM %sfields`), "the expired sessions' fields went with them")
+}
+
+func TestSweepDeletesExpiredRowsInBatches(t *testing.T) {
+	f := newFixture(t, &postgres.Options{SweepInterval: -1, SweepBatch: 100})
+	ctx := t.Context()
+	for i := range 250 {
+		require.NoError(t, f.Create(ctx, fmt.Sprint("short", i), field("a", "1"), short))
+	}
+	require.NoError(t, f.Create(ctx, "long", field("a", "1"), long))
+	require.NoError(t, f.Rename(ctx, "short0", "moved"))
+	n, err := f.Sweep(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing has expired yet")
+
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET expires = now() - interval '1 ms', sweep_after = now() - interval '1 ms' WHERE key <> 'long'`))
+	n, err = f.Sweep(ctx)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, 250, "250 sessions, and the marker unless it went with its record")
+	count, err := f.Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, count)
+	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM %ssessions`), "no row but the live session's is left")
+	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM %sfields`), "fields went with their sessions")
+	vals, err := f.Get(ctx, "long", "a")
+	require.NoError(t, err)
+	require.Equal(t, []byte("1"), vals[0])
+}
+
+func TestTheSweeperRunsUntilClose(t *testing.T) {
+	f := newFixture(t, &postgres.Options{SweepInterval: 5 * time.Millisecond})
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", field("a", "1"), long))
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET expires = now() - interval '1 ms', sweep_after = now() - interval '1 ms'`))
+	require.Eventually(t, func() bool {
+		return f.scalar(t, `SELECT count(*) FROM %ssessions`) == 0
+	}, 10*time.Second, 5*time.Millisecond, "the sweeper deletes the expired row")
+
+	require.NoError(t, f.Close())
+	require.NoError(t, f.Close(), "a second Close does nothing")
+	_, err := f.Get(ctx, "k", "a")
+	require.ErrorIs(t, err, sessionkit.ErrClosed)
+}
+
+func TestAutoMigrateCreatesTheTablesOnFirstUse(t *testing.T) {
+	f := newFixture(t, &postgres.Options{AutoMigrate: true})
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range 4 { // concurrent first uses migrate once, in order
+		wg.Go(func() { assert.NoError(t, f.Create(ctx, fmt.Sprint("k", i), field("a", "1"), long)) })
+	}
+	wg.Wait()
+	n, err := f.Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+}
+
+func TestBadPrefixIsRefused(t *testing.T) {
+	for _, p := range []string{"1abc", "a-b", "a;drop table x;", "x\"", "abcdefghijabcdefghijabcdefghijabcdefghijX"} {
+		_, err := postgres.New(nil, &postgres.Options{TablePrefix: p, SweepInterval: -1})
+		require.Error(t, err, p)
+	}
+}
+
+func TestNamesPostgreSQLCannotStore(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", nil, long))
+	require.ErrorIs(t, f.Set(ctx, "k", field("nul\x00", "x"), 0), sessionkit.ErrInvalidKey)
+	require.ErrorIs(t, f.Set(ctx, "k", field(randomName(10_000), "x"), 0), sessionkit.ErrTooLarge)
+	n, err := f.Len(ctx, "k")
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing was written")
+}
+
+// randomName is n bytes that do not compress (PostgreSQL compresses long
+// index entries before it measures them).
+func randomName(n int) string {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = 'a' + byte(x%26)
+	}
+	return string(b)
+}
+
+func TestUnreachableDatabaseIsUnavailableNotEmpty(t *testing.T) {
+	p, err := pgxpool.New(t.Context(), "postgres://postgres@127.0.0.1:1/postgres?connect_timeout=1")
+	require.NoError(t, err)
+	defer p.Close()
+	s, err := postgres.New(p, &postgres.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Get(t.Context(), "k", "a")
+	require.ErrorIs(t, err, sessionkit.ErrUnavailable)
+	var connErr *pgconn.ConnectError
+	require.ErrorAs(t, err, &connErr, "pgx's own error stays reachable")
+}
+
+func TestStoreURLMakesTheTablesOfItsPrefixOnFirstUse(t *testing.T) {
+	srv := testserver.Postgres(t)
+	ctx := t.Context()
+	prefix := fmt.Sprintf("url%d_", prefixes.Add(1))
+	s, closer, err := storeurl.Open(srv.URL + "&table_prefix=" + prefix)
+	require.NoError(t, err)
+	defer closer.Close()
+	require.NoError(t, s.Create(ctx, "k", field("a", "1"), long))
+	f := &fixture{pool: db(t), prefix: prefix}
+	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM %ssessions WHERE key = 'k'`))
+
+	s, closer, err = storeurl.Open(srv.URL + "&migrate=false&table_prefix=" + prefix + "none_")
+	require.NoError(t, err)
+	defer closer.Close()
+	err = s.Create(ctx, "k", nil, long)
+	require.ErrorIs(t, err, sessionkit.ErrUnavailable, "migrate=false: no tables, and none made")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "42P01", pgErr.Code, "undefined_table")
+}
+
+// The schema's claim: the update that refreshes a session's expiry on every
+// operation is a heap-only (HOT) update, which writes no index entry.
+func TestRefreshesAreHeapOnlyUpdates(t *testing.T) {
+	ctx := t.Context()
+	cfg, err := pgxpool.ParseConfig(testserver.Postgres(t).URL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1 // one backend, so that its statistics can be flushed
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer p.Close()
+	prefix := fmt.Sprintf("hot%d_", prefixes.Add(1))
+	s, err := postgres.New(p, &postgres.Options{TablePrefix: prefix, SweepInterval: -1})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Migrate(ctx))
+	for i := range 100 {
+		require.NoError(t, s.Create(ctx, fmt.Sprint("k", i), field("a", "1"), long))
+	}
+	for range 5 {
+		for i := range 100 {
+			_, err := s.Get(ctx, fmt.Sprint("k", i), "a")
+			require.NoError(t, err)
+		}
+	}
+	_, err = p.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+	require.NoError(t, err)
+	var updates, hot int
+	require.NoError(t, p.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = $1`,
+		prefix+"sessions").Scan(&updates, &hot))
+	require.Equal(t, 500, updates)
+	// A refresh that moves sweep_after into the next minute is not HOT:
+	// at most one per session here.
+	t.Logf("%d of %d refreshes were heap-only updates", hot, updates)
+	require.GreaterOrEqual(t, hot, 400, "heap-only updates among %d", updates)
+}
+
+func TestDestroysThroughBothKeysAtOnceEndTheSession(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	for round := range 20 {
+		old, moved := fmt.Sprint("old", round), fmt.Sprint("new", round)
+		require.NoError(t, f.Create(ctx, old, field("a", "1"), long))
+		require.NoError(t, f.Rename(ctx, old, moved))
+		var wg sync.WaitGroup
+		for _, k := range []string{old, moved, old, moved} {
+			wg.Go(func() { assert.NoError(t, f.Destroy(ctx, k)) })
+		}
+		wg.Wait()
+	}
+	require.Zero(t, f.scalar(t, `SELECT count(*) FROM %ssessions`))
+	require.Zero(t, f.scalar(t, `SELECT count(*) FROM %sfields`))
+}
