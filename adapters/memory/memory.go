@@ -128,6 +128,8 @@ func fieldMap(fields []sessionkit.Field) map[string][]byte {
 // nil means "no such field".
 func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
 
+// Create is sessionkit.Store.Create; it sweeps expired records first when
+// the sweep interval has passed.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
 		return driver.Wrap("memory: create", err)
@@ -143,6 +145,7 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 	return nil
 }
 
+// Get is sessionkit.Store.Get.
 func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -159,6 +162,7 @@ func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte,
 	return out, nil
 }
 
+// GetAll is sessionkit.Store.GetAll.
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -169,6 +173,7 @@ func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, erro
 	return cloneFields(r.fields), nil
 }
 
+// Keys is sessionkit.Store.Keys.
 func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -183,6 +188,7 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	return out, nil
 }
 
+// Has is sessionkit.Store.Has.
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -194,6 +200,7 @@ func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
 	return ok, nil
 }
 
+// Len is sessionkit.Store.Len.
 func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -204,6 +211,8 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	return len(r.fields), nil
 }
 
+// Set is sessionkit.Store.Set; it sweeps expired records first when the
+// sweep interval has passed.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,6 +230,7 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 	return nil
 }
 
+// Delete is sessionkit.Store.Delete.
 func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -234,6 +244,7 @@ func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 	return nil
 }
 
+// Clear is sessionkit.Store.Clear.
 func (s *Store) Clear(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -245,6 +256,7 @@ func (s *Store) Clear(ctx context.Context, key string) error {
 	return nil
 }
 
+// Touch is sessionkit.Store.Touch.
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,6 +267,7 @@ func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
 	return r.expires.Sub(s.now()), nil
 }
 
+// SetExpiry is sessionkit.Store.SetExpiry.
 func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,6 +285,7 @@ func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry
 	return nil
 }
 
+// Rename is sessionkit.Store.Rename, under the store's one lock.
 func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -205,6 +205,9 @@ func (s *Store) list(ctx context.Context, op string, sc *redis.Script, key strin
 	return vals, nil
 }
 
+// Create is sessionkit.Store.Create: one script that stamps the creation time
+// and deadline on Redis's clock (TIME). A corrupt key in the way is removed
+// first, at the cost of a second round trip.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	args, err := pairs(append(make([]any, 0, 2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
 	if err != nil {
@@ -220,6 +223,7 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 	return wrap("create", errors.New("the key was corrupted again at every try"))
 }
 
+// Get is sessionkit.Store.Get: one script, names read in HMGET chunks.
 func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte, error) {
 	vals, err := s.list(ctx, "get", getScript, key, names(make([]any, 0, len(fields)), fields)...)
 	if err != nil {
@@ -235,6 +239,7 @@ func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte
 	return out, nil
 }
 
+// GetAll is sessionkit.Store.GetAll: one script (HGETALL), metadata left out.
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
 	vals, err := s.list(ctx, "getall", getAllScript, key)
 	if err != nil {
@@ -252,6 +257,7 @@ func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, erro
 	return out, nil
 }
 
+// Keys is sessionkit.Store.Keys: one script (HKEYS), metadata left out.
 func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	vals, err := s.list(ctx, "keys", keysScript, key)
 	if err != nil {
@@ -266,16 +272,20 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	return out, nil
 }
 
+// Has is sessionkit.Store.Has: one script.
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
 	n, err := s.status(ctx, "has", hasScript, key, name)
 	return n == 1, err
 }
 
+// Len is sessionkit.Store.Len: one script (HLEN less the metadata).
 func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	n, err := s.status(ctx, "len", lenScript, key)
 	return int(n), err
 }
 
+// Set is sessionkit.Store.Set: one script whose first write is the HSET, so
+// Redis refuses it whole when over maxmemory.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	args, err := pairs(append(make([]any, 0, 1+2*len(fields)), maxFields), fields)
 	if err != nil {
@@ -285,6 +295,7 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 	return err
 }
 
+// Delete is sessionkit.Store.Delete: one script, names deleted in HDEL chunks.
 func (s *Store) Delete(ctx context.Context, key string, fields ...string) error {
 	if err := checkNames(fields); err != nil {
 		return err
@@ -293,16 +304,21 @@ func (s *Store) Delete(ctx context.Context, key string, fields ...string) error 
 	return err
 }
 
+// Clear is sessionkit.Store.Clear: one script that rewrites the hash with
+// only its metadata, whatever the session's size.
 func (s *Store) Clear(ctx context.Context, key string) error {
 	_, err := s.status(ctx, "clear", clearScript, key)
 	return err
 }
 
+// Touch is sessionkit.Store.Touch: one script; the time left is PTTL's.
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
 	n, err := s.status(ctx, "touch", touchScript, key)
 	return time.Duration(n) * time.Millisecond, err
 }
 
+// SetExpiry is sessionkit.Store.SetExpiry: one script; the new deadline
+// counts from the creation time, on Redis's clock.
 func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
 	_, err := s.status(ctx, "setexpiry", setExpiryScript, key, ms(exp.Idle), ms(exp.Absolute))
 	return err
