@@ -6,6 +6,8 @@
 //	rediss://…                                      the same over TLS
 //	redis+cluster://host:port[?addr=host:port&…]    Redis Cluster (go-redis ParseClusterURL)
 //	memcached://host:port[,host:port…][?timeout=d]  memcached servers
+//	postgres://[user:pass@]host:port/db[?options]   PostgreSQL: a pgx connection string, plus table_prefix=p and
+//	                                                migrate=false (tables made on first use otherwise); postgresql:// too
 //	bbolt:///abs/path/file.db                       a bbolt file (one process only)
 //	bbolt://./relative/file.db                      the same, relative to the working directory
 //	memory://                                       in-process, lost on exit
@@ -52,7 +54,7 @@ import (
 )
 
 // schemes are the accepted URL schemes.
-var schemes = []string{"redis", "rediss", "redis+cluster", "memcached", "bbolt", "memory"}
+var schemes = []string{"redis", "rediss", "redis+cluster", "memcached", "postgres", "postgresql", "bbolt", "memory"}
 
 // Schemes returns the accepted URL schemes.
 func Schemes() []string { return slices.Clone(schemes) }
@@ -79,6 +81,8 @@ func Open(rawURL string) (sessionkit.Store, io.Closer, error) {
 		c := memcache.New(sp.memcached...)
 		c.Timeout = sp.memcachedTimeout
 		return memcached.New(c, nil), c, nil
+	case sp.postgres != nil:
+		return openPostgres(rawURL, sp.postgres)
 	case sp.bboltPath != "":
 		s, err := bbolt.Open(sp.bboltPath, nil)
 		if err != nil {
@@ -96,6 +100,7 @@ type spec struct {
 	cluster   *redis.ClusterOptions
 	memcached []string
 	bboltPath string
+	postgres  *postgresSpec
 
 	// memcachedTimeout bounds each memcached dial, read and write.
 	memcachedTimeout time.Duration
@@ -115,6 +120,8 @@ func parse(rawURL string) (spec, error) {
 		sp.cluster, err = clusterOptions(rawURL, u)
 	case "memcached":
 		sp.memcached, sp.memcachedTimeout, err = memcachedURL(rawURL)
+	case "postgres", "postgresql":
+		sp.postgres, err = postgresURL(u)
 	case "bbolt":
 		sp.bboltPath, err = bboltPath(u)
 	case "memory":

@@ -10,6 +10,7 @@ import (
 	"github.com/sessionkit/sessionkit/adapters/bbolt"
 	"github.com/sessionkit/sessionkit/adapters/memcached"
 	"github.com/sessionkit/sessionkit/adapters/memory"
+	"github.com/sessionkit/sessionkit/adapters/postgres"
 	"github.com/sessionkit/sessionkit/adapters/redishash"
 	"github.com/sessionkit/sessionkit/storeurl"
 )
@@ -26,6 +27,8 @@ func TestOpenPicksTheAdapterOfTheScheme(t *testing.T) {
 		"bbolt://" + filepath.Join(dir, "abs.db"):            &bbolt.Store{},
 		"bbolt://./rel.db":                                   &bbolt.Store{},
 		"memory://":                                          &memory.Store{},
+		"postgres://u:pw@127.0.0.1:5432/db?sslmode=disable":  &postgres.Store{},
+		"postgresql://127.0.0.1/db?table_prefix=app_":        &postgres.Store{},
 	} {
 		s, closer, err := storeurl.Open(url)
 		require.NoError(t, err, url)
@@ -38,13 +41,13 @@ func TestOpenPicksTheAdapterOfTheScheme(t *testing.T) {
 
 func TestBadURLsNameTheAcceptedSchemes(t *testing.T) {
 	for _, url := range []string{
-		"", "postgres://localhost/db", "127.0.0.1:6379", "redis://:notaport", "memcached://", "memcached://nohostport",
+		"", "mysql://localhost/db", "127.0.0.1:6379", "redis://:notaport", "memcached://", "memcached://nohostport",
 		"memcached://a:1,", "bbolt://", "bbolt://host/file.db", "memory://somewhere", "redis://user:s3cret@host:port:bad/0",
 		"::not a url",
 	} {
 		_, _, err := storeurl.Open(url)
 		require.ErrorIs(t, err, storeurl.ErrBadURL, url)
-		require.ErrorContains(t, err, "redis://, rediss://, redis+cluster://, memcached://, bbolt://, memory://", url)
+		require.ErrorContains(t, err, "redis://, rediss://, redis+cluster://, memcached://, postgres://, postgresql://, bbolt://, memory://", url)
 		require.NotContains(t, err.Error(), "s3cret", "a password is never echoed")
 	}
 }
