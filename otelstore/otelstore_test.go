@@ -1,0 +1,542 @@
+package otelstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/sessionkit/sessionkit/adapters/memory"
+	"github.com/sessionkit/sessionkit/adaptertest"
+	"github.com/sessionkit/sessionkit/internal/testhook"
+	"github.com/sessionkit/sessionkit/otelstore"
+	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
+)
+
+// telemetry is an SDK meter and tracer provider that tests read back.
+type telemetry struct {
+	reader *sdkmetric.ManualReader
+	spans  *tracetest.InMemoryExporter
+	opts   otelstore.Options
+}
+
+func newTelemetry(t testing.TB) *telemetry {
+	reader := sdkmetric.NewManualReader()
+	spans := tracetest.NewInMemoryExporter()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	t.Cleanup(func() {
+		_ = mp.Shutdown(context.Background())
+		_ = tp.Shutdown(context.Background())
+	})
+	return &telemetry{reader: reader, spans: spans, opts: otelstore.Options{MeterProvider: mp, TracerProvider: tp}}
+}
+
+// metrics collects the metrics, by name.
+func (tm *telemetry) metrics(t testing.TB) map[string]metricdata.Metrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, tm.reader.Collect(context.Background(), &rm))
+	out := map[string]metricdata.Metrics{}
+	for _, sm := range rm.ScopeMetrics {
+		require.Equal(t, otelstore.ScopeName, sm.Scope.Name)
+		for _, m := range sm.Metrics {
+			out[m.Name] = m
+		}
+	}
+	return out
+}
+
+// durations returns the histogram's count per operation, checking that
+// every point has exactly the operation and adapter attributes.
+func (tm *telemetry) durations(t testing.TB, adapter string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	m, ok := tm.metrics(t)[otelstore.DurationMetric]
+	if !ok {
+		return out
+	}
+	require.Equal(t, "s", m.Unit)
+	for _, p := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+		op, _ := p.Attributes.Value(otelstore.OperationKey)
+		require.Equal(t, attribute.NewSet(otelstore.OperationKey.String(op.AsString()), otelstore.AdapterKey.String(adapter)), p.Attributes)
+		out[op.AsString()] = p.Count
+	}
+	return out
+}
+
+// errorCounts returns the error counter per "operation error.type".
+func (tm *telemetry) errorCounts(t testing.TB, adapter string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	m, ok := tm.metrics(t)[otelstore.ErrorsMetric]
+	if !ok {
+		return out
+	}
+	for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		op, _ := p.Attributes.Value(otelstore.OperationKey)
+		kind, _ := p.Attributes.Value(otelstore.ErrorTypeKey)
+		require.Equal(t, attribute.NewSet(
+			otelstore.OperationKey.String(op.AsString()), otelstore.AdapterKey.String(adapter), otelstore.ErrorTypeKey.String(kind.AsString()),
+		), p.Attributes)
+		out[op.AsString()+" "+kind.AsString()] = p.Value
+	}
+	return out
+}
+
+var exp = sessionkit.Expiry{Idle: time.Hour, Absolute: 2 * time.Hour}
+
+// operations calls every Store and Counter method on the session under key,
+// which holds the fields "a" and "b"; each succeeds.
+var operations = []struct {
+	name string
+	call func(ctx context.Context, s sessionkit.Store, key string) error
+}{
+	{"Create", func(ctx context.Context, s sessionkit.Store, key string) error {
+		return s.Create(ctx, key+":new", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp)
+	}},
+	{"Get", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.Get(ctx, key, "a", "b")
+		return err
+	}},
+	{"GetAll", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.GetAll(ctx, key)
+		return err
+	}},
+	{"Keys", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.Keys(ctx, key)
+		return err
+	}},
+	{"Has", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.Has(ctx, key, "a")
+		return err
+	}},
+	{"Len", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.Len(ctx, key)
+		return err
+	}},
+	{"Set", func(ctx context.Context, s sessionkit.Store, key string) error {
+		return s.Set(ctx, key, []sessionkit.Field{{Name: "a", Value: []byte("2")}}, 0)
+	}},
+	{"Delete", func(ctx context.Context, s sessionkit.Store, key string) error {
+		return s.Delete(ctx, key, "b")
+	}},
+	{"Clear", func(ctx context.Context, s sessionkit.Store, key string) error {
+		return s.Clear(ctx, key)
+	}},
+	{"Touch", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.Touch(ctx, key)
+		return err
+	}},
+	{"SetExpiry", func(ctx context.Context, s sessionkit.Store, key string) error {
+		return s.SetExpiry(ctx, key, sessionkit.Expiry{Idle: time.Minute, Absolute: time.Hour})
+	}},
+	{"Rename", func(ctx context.Context, s sessionkit.Store, key string) error {
+		return s.Rename(ctx, key, key+":renamed")
+	}},
+	{"Destroy", func(ctx context.Context, s sessionkit.Store, key string) error {
+		return s.Destroy(ctx, key)
+	}},
+	{"Count", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.(sessionkit.Counter).Count(ctx)
+		return err
+	}},
+}
+
+// newSession creates a session with the fields "a" and "b" in s directly.
+func newSession(t testing.TB, s sessionkit.Store, key string, fields ...sessionkit.Field) {
+	t.Helper()
+	if fields == nil {
+		fields = []sessionkit.Field{{Name: "a", Value: []byte("1")}, {Name: "b", Value: []byte("2")}}
+	}
+	require.NoError(t, s.Create(context.Background(), key, fields, exp))
+}
+
+func TestEachOperationRecordsADurationAndASpan(t *testing.T) {
+	for _, op := range operations {
+		t.Run(op.name, func(t *testing.T) {
+			tm := newTelemetry(t)
+			mem := memory.New(nil)
+			newSession(t, mem, "k")
+			s := otelstore.New(mem, tm.opts)
+
+			require.NoError(t, op.call(t.Context(), s, "k"))
+
+			require.Equal(t, map[string]uint64{op.name: 1}, tm.durations(t, "memory"))
+			require.Empty(t, tm.errorCounts(t, "memory"), "a success counts no error")
+			spans := tm.spans.GetSpans()
+			require.Len(t, spans, 1)
+			require.Equal(t, "sessionkit."+op.name, spans[0].Name)
+			require.ElementsMatch(t, []attribute.KeyValue{
+				otelstore.OperationKey.String(op.name), otelstore.AdapterKey.String("memory"),
+			}, spans[0].Attributes)
+			require.Equal(t, codes.Unset, spans[0].Status.Code)
+		})
+	}
+}
+
+func TestTheStoreSeesTheSpanInItsContext(t *testing.T) {
+	tm := newTelemetry(t)
+	spy := &spyStore{Store: memory.New(nil)}
+	require.NoError(t, otelstore.New(spy, tm.opts).Destroy(t.Context(), "k"))
+	spans := tm.spans.GetSpans()
+	require.Len(t, spans, 1)
+	require.Equal(t, spans[0].SpanContext, spy.span, "an adapter's own spans nest under the store span")
+}
+
+// spyStore remembers the span in the context of the last Destroy.
+type spyStore struct {
+	sessionkit.Store
+	span trace.SpanContext
+}
+
+func (s *spyStore) Destroy(ctx context.Context, key string) error {
+	s.span = trace.SpanContextFromContext(ctx)
+	return s.Store.Destroy(ctx, key)
+}
+
+func TestTheAdapterNameDefaultsToTheStorePackage(t *testing.T) {
+	tm := newTelemetry(t)
+	s := otelstore.New(memory.New(nil), tm.opts)
+	require.NoError(t, s.Destroy(t.Context(), "k"))
+	require.Equal(t, map[string]uint64{"Destroy": 1}, tm.durations(t, "memory"))
+
+	tm = newTelemetry(t)
+	tm.opts.Adapter = "cache"
+	s = otelstore.New(memory.New(nil), tm.opts)
+	require.NoError(t, s.Destroy(t.Context(), "k"))
+	require.Equal(t, map[string]uint64{"Destroy": 1}, tm.durations(t, "cache"))
+}
+
+// failingStore fails every Get with err.
+type failingStore struct {
+	sessionkit.Store
+	err error
+}
+
+func (f failingStore) Get(context.Context, string, ...string) ([][]byte, error) { return nil, f.err }
+
+func TestErrorsAreCountedByType(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		kind    string
+		failure bool // the span's status is Error
+	}{
+		{sessionkit.ErrNotFound, "not_found", false},
+		{fmt.Errorf("wrapped: %w", sessionkit.ErrNotFound), "not_found", false},
+		{sessionkit.ErrRenewed, "renewed", false},
+		{sessionkit.ErrExists, "exists", false},
+		{sessionkit.ErrTooLarge, "too_large", false},
+		{fmt.Errorf("x: %w: %w", sessionkit.ErrTooLarge, errors.New("SERVER_ERROR object too large")), "too_large", false},
+		{sessionkit.ErrTooManyFields, "too_many_fields", false},
+		{driver.Wrap("x", context.Canceled), "canceled", false},
+		{driver.Wrap("x", context.DeadlineExceeded), "canceled", false},
+		{driver.Wrap("x", errors.New("connection refused")), "unavailable", true},
+		{errors.New("something else"), "other", true},
+	} {
+		t.Run(c.err.Error(), func(t *testing.T) {
+			tm := newTelemetry(t)
+			s := otelstore.New(failingStore{memory.New(nil), c.err}, tm.opts)
+			_, err := s.Get(t.Context(), "k", "a")
+			require.Equal(t, c.err, err, "the error is returned as it is")
+			_, _ = s.Get(t.Context(), "k", "a")
+
+			require.Equal(t, map[string]int64{"Get " + c.kind: 2}, tm.errorCounts(t, "otelstore_test"))
+			require.Equal(t, map[string]uint64{"Get": 2}, tm.durations(t, "otelstore_test"), "failures are timed too")
+			span := tm.spans.GetSpans()[0]
+			require.Contains(t, span.Attributes, otelstore.ErrorTypeKey.String(c.kind))
+			if c.failure {
+				require.Equal(t, sdktrace.Status{Code: codes.Error, Description: c.kind}, span.Status)
+			} else {
+				require.Equal(t, codes.Unset, span.Status.Code, "an expected outcome is no span error")
+			}
+			require.Empty(t, span.Events, "the error's text is not recorded")
+		})
+	}
+}
+
+func TestErrorsFromTheMemoryStoreAreCountedByType(t *testing.T) {
+	tm := newTelemetry(t)
+	s := otelstore.New(memory.New(nil), tm.opts)
+	ctx := t.Context()
+	newSession(t, s, "k")
+	require.ErrorIs(t, s.Create(ctx, "k", nil, exp), sessionkit.ErrExists)
+	require.ErrorIs(t, s.Set(ctx, "k", []sessionkit.Field{{Name: "c", Value: []byte("3")}}, 2), sessionkit.ErrTooManyFields)
+	require.NoError(t, s.Rename(ctx, "k", "k2"))
+	_, err := s.Get(ctx, "k", "a")
+	require.ErrorIs(t, err, sessionkit.ErrRenewed)
+	_, err = s.Touch(ctx, "missing")
+	require.ErrorIs(t, err, sessionkit.ErrNotFound)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Len(cancelled, "k2")
+	require.ErrorIs(t, err, context.Canceled)
+
+	require.Equal(t, map[string]int64{
+		"Create exists":       1,
+		"Set too_many_fields": 1,
+		"Get renewed":         1,
+		"Touch not_found":     1,
+		"Len canceled":        1,
+	}, tm.errorCounts(t, "memory"))
+}
+
+// secret marks every key, field name and value in
+// TestNoAttributeCarriesAKeyANameOrAValue.
+const secret = "S3CR3T"
+
+func TestNoAttributeCarriesAKeyANameOrAValue(t *testing.T) {
+	tm := newTelemetry(t)
+	mem := memory.New(nil)
+	s := otelstore.New(mem, tm.opts)
+	ctx := t.Context()
+	key := "session:{" + secret + "key}" + secret
+	fields := []sessionkit.Field{{Name: secret + "name", Value: []byte(secret + "value")}}
+	newSession(t, s, key, fields...)
+	for _, op := range operations {
+		newSession(t, mem, key+op.name, fields...)
+		require.NoError(t, op.call(ctx, s, key+op.name), op.name)
+	}
+	require.Error(t, s.Create(ctx, key, fields, exp))
+	require.Error(t, s.Set(ctx, key, []sessionkit.Field{{Name: secret + "other", Value: []byte(secret)}}, 1))
+	_, err := s.Get(ctx, key+"Rename", secret+"name")
+	require.ErrorIs(t, err, sessionkit.ErrRenewed)
+	// An adapter's error text may well name the key.
+	failing := otelstore.New(failingStore{mem, fmt.Errorf("redis: key %s: %w", key, sessionkit.ErrUnavailable)}, tm.opts)
+	_, err = failing.Get(ctx, key, secret+"name")
+	require.Error(t, err)
+
+	var seen int
+	check := func(where string, kvs ...attribute.KeyValue) {
+		for _, kv := range kvs {
+			seen++
+			require.NotContains(t, string(kv.Key)+"="+kv.Value.Emit(), secret, where)
+		}
+	}
+	for name, m := range tm.metrics(t) {
+		switch d := m.Data.(type) {
+		case metricdata.Histogram[float64]:
+			for _, p := range d.DataPoints {
+				check(name, p.Attributes.ToSlice()...)
+			}
+		case metricdata.Sum[int64]:
+			for _, p := range d.DataPoints {
+				check(name, p.Attributes.ToSlice()...)
+			}
+		case metricdata.Gauge[int64]:
+			for _, p := range d.DataPoints {
+				check(name, p.Attributes.ToSlice()...)
+			}
+		default:
+			t.Fatalf("%s: unexpected %T", name, d)
+		}
+	}
+	spans := tm.spans.GetSpans()
+	require.Len(t, spans, 1+len(operations)+4)
+	for _, span := range spans {
+		require.NotContains(t, span.Name, secret)
+		require.NotContains(t, span.Status.Description, secret)
+		check(span.Name, span.Attributes...)
+		for _, e := range span.Events {
+			require.NotContains(t, e.Name, secret)
+			check(span.Name+" event", e.Attributes...)
+		}
+	}
+	require.Greater(t, seen, 2*len(spans), "the check saw the attributes")
+}
+
+func TestTheGaugeReportsLiveSessions(t *testing.T) {
+	tm := newTelemetry(t)
+	clock := adaptertest.NewClock()
+	s := otelstore.New(memory.New(&memory.Options{Clock: clock.Now}), tm.opts)
+	ctx := t.Context()
+	live := func() int64 {
+		t.Helper()
+		m, ok := tm.metrics(t)[otelstore.SessionsMetric]
+		require.True(t, ok, "the gauge is reported")
+		require.Equal(t, "{session}", m.Unit)
+		points := m.Data.(metricdata.Gauge[int64]).DataPoints
+		require.Len(t, points, 1)
+		require.Equal(t, attribute.NewSet(otelstore.AdapterKey.String("memory")), points[0].Attributes)
+		return points[0].Value
+	}
+	require.Equal(t, int64(0), live())
+	for i := range 3 {
+		newSession(t, s, fmt.Sprint("k", i))
+	}
+	require.Equal(t, int64(3), live())
+	require.NoError(t, s.Destroy(ctx, "k0"))
+	require.Equal(t, int64(2), live())
+	clock.Advance(exp.Idle)
+	require.Equal(t, int64(0), live(), "expired sessions are not live, swept or not")
+}
+
+func TestNoGaugeWithoutACounter(t *testing.T) {
+	tm := newTelemetry(t)
+	s := otelstore.New(storeOnly{memory.New(nil)}, tm.opts)
+	require.NoError(t, s.Destroy(t.Context(), "k"))
+	require.NotContains(t, tm.metrics(t), otelstore.SessionsMetric)
+}
+
+// storeOnly hides every method of a store but the Store interface's.
+type storeOnly struct{ sessionkit.Store }
+
+// capabilities lists each optional interface of package sessionkit with a
+// check for it. TestCapabilitiesArePreserved fails when sessionkit gains
+// one that is not listed here: New must then be taught to keep it.
+var capabilities = map[string]func(sessionkit.Store) bool{
+	"Counter": func(s sessionkit.Store) bool { _, ok := s.(sessionkit.Counter); return ok },
+}
+
+func TestCapabilitiesArePreserved(t *testing.T) {
+	require.ElementsMatch(t, keys(capabilities), optionalInterfaces(t),
+		"every optional Store interface of package sessionkit is checked here")
+	for name, has := range capabilities {
+		for _, inner := range []sessionkit.Store{memory.New(nil), storeOnly{memory.New(nil)}} {
+			for _, opts := range []otelstore.Options{
+				{},
+				{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()},
+				newTelemetry(t).opts,
+			} {
+				require.Equal(t, has(inner), has(otelstore.New(inner, opts)), "%s of %T", name, inner)
+			}
+		}
+	}
+}
+
+// optionalInterfaces returns the interfaces that package sessionkit (or a
+// package under it) documents as optional for a Store, with the
+// database/sql/driver template ("X is an optional interface that may be
+// implemented by a Store").
+func optionalInterfaces(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	fset := token.NewFileSet()
+	err := filepath.WalkDir("../sessionkit", func(dir string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		if d.Name() == "testdata" {
+			return filepath.SkipDir
+		}
+		pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool {
+			return !strings.HasSuffix(fi.Name(), "_test.go")
+		}, parser.ParseComments)
+		for _, pkg := range pkgs {
+			for _, f := range pkg.Files {
+				ast.Inspect(f, func(n ast.Node) bool {
+					gen, ok := n.(*ast.GenDecl)
+					if !ok || gen.Tok != token.TYPE {
+						return true
+					}
+					for _, spec := range gen.Specs {
+						ts := spec.(*ast.TypeSpec)
+						doc := ts.Doc
+						if doc == nil {
+							doc = gen.Doc
+						}
+						if _, isInterface := ts.Type.(*ast.InterfaceType); isInterface && doc != nil &&
+							strings.Contains(strings.Join(strings.Fields(doc.Text()), " "), "optional interface that may be implemented by a Store") {
+							out = append(out, ts.Name.Name)
+						}
+					}
+					return false
+				})
+			}
+		}
+		return err
+	})
+	require.NoError(t, err)
+	require.NotEmpty(t, out, "the parse found sessionkit.Counter at least")
+	return out
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestConformance(t *testing.T) {
+	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
+		clock := adaptertest.NewClock()
+		mem := memory.New(&memory.Options{Clock: clock.Now})
+		hooks := testhook.Of(mem)
+		return &adaptertest.Harness{
+			Store:   otelstore.New(mem, newTelemetry(t).opts),
+			Now:     clock.Now,
+			Advance: clock.Advance,
+			TTL:     hooks.TTL,
+			SetRaw:  hooks.SetRaw,
+		}
+	})
+}
+
+func TestNoOpProvidersAddNoAllocation(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	ctx := context.Background()
+	mem := memory.New(nil)
+	newSession(t, mem, "k")
+	s := otelstore.New(mem, otelstore.Options{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()})
+	for _, op := range operations {
+		if op.name == "Create" || op.name == "Rename" || op.name == "Destroy" {
+			continue // they change what the next run finds
+		}
+		for _, key := range []string{"k", "missing"} {
+			plain := testing.AllocsPerRun(100, func() { _ = op.call(ctx, mem, key) })
+			wrapped := testing.AllocsPerRun(100, func() { _ = op.call(ctx, s, key) })
+			require.Equal(t, plain, wrapped, "%s of %s", op.name, key)
+		}
+	}
+}
+
+// TestSpansStartOnceAGlobalSDKIsInstalled installs global providers, which
+// no test can take back, so it runs in a process of its own.
+func TestSpansStartOnceAGlobalSDKIsInstalled(t *testing.T) {
+	const env = "OTELSTORE_TEST_GLOBAL"
+	if os.Getenv(env) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
+		cmd.Env = append(os.Environ(), env+"=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "PASS")
+		return
+	}
+	s := otelstore.New(memory.New(nil), otelstore.Options{}) // the globals, before any SDK
+	require.NoError(t, s.Destroy(t.Context(), "k"))
+
+	tm := newTelemetry(t)
+	otel.SetMeterProvider(tm.opts.MeterProvider)
+	otel.SetTracerProvider(tm.opts.TracerProvider)
+	require.NoError(t, s.Destroy(t.Context(), "k"))
+	require.Equal(t, map[string]uint64{"Destroy": 1}, tm.durations(t, "memory"), "only the call after the SDK is recorded")
+	spans := tm.spans.GetSpans()
+	require.Len(t, spans, 1)
+	require.Equal(t, "sessionkit.Destroy", spans[0].Name)
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package otelstore_test
+
+const raceEnabled = false
