@@ -405,6 +405,33 @@ func TestTheFirstCookieThatNamesALiveSessionWins(t *testing.T) {
 	require.Nil(t, sessionCookie(t, w.Result()), "several unknown cookies: no deletion either")
 }
 
+// A renewed token is as stale as an unknown one: planted before the live
+// cookie (an attacker's own old token, tossed from a sibling subdomain), it
+// must not block the live session for the marker's minute.
+func TestARenewedCookieBeforeTheLiveOneDoesNotHideIt(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{})
+	attacker := sessionCookie(t, f.do("/set?v=attacker", "")).Value
+	require.NotNil(t, sessionCookie(t, f.do("/login", attacker)), "the attacker's old token is now a Renew marker")
+	victim := sessionCookie(t, f.do("/set?v=victim", "")).Value
+	both := func(path string) *http.Response {
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header.Set("Cookie", "session="+attacker+"; session="+victim)
+		w := httptest.NewRecorder()
+		f.app().ServeHTTP(w, r)
+		return w.Result()
+	}
+	res := both("/get")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "victim", body(t, res))
+	require.Nil(t, sessionCookie(t, res), "no cookie sent: the live one stays")
+	res = both("/login")
+	require.Equal(t, http.StatusOK, res.StatusCode, "the victim can still log in")
+	renewed := sessionCookie(t, res)
+	require.NotNil(t, renewed)
+	require.Equal(t, "victim", body(t, f.do("/get", renewed.Value)))
+	require.Equal(t, http.StatusConflict, f.do("/get", attacker).StatusCode, "alone, a renewed token still says so")
+}
+
 func TestCookiePrefixesAreEnforced(t *testing.T) {
 	f := newFixture(t, sessionkit.Options{Cookie: sessionkit.CookieOptions{Name: "__Host-s"}})
 	r := httptest.NewRequest("GET", "/set?v=1", nil) // plain HTTP: the prefix still forces Secure

@@ -71,21 +71,33 @@ func (s *Session) reset() {
 // it and runs op again; when none is left, the handle turns fresh and the
 // caller goes on as with an empty session (check s.stored). Call with s.mu
 // held and s.stored true.
+//
+// A token that was renewed away also yields to the next one, so that a
+// stale cookie planted before the live one cannot hide it; when no token is
+// left, the call returns ErrRenewed if any was renewed.
 func (s *Session) call(ctx context.Context, op func(key string) error) error {
+	var renewed error
 	for {
 		err := op(s.key)
 		switch {
 		case err == nil:
 			s.touched = true
 			return nil
-		case errors.Is(err, ErrNotFound):
-			s.m.emit(ctx, EventGone, s.token, "", nil)
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrRenewed):
+			if errors.Is(err, ErrRenewed) {
+				renewed = err
+			} else {
+				s.m.emit(ctx, EventGone, s.token, "", nil)
+			}
 			if s.nalt > 0 {
 				s.nalt--
 				s.token = s.alt[0]
 				s.key = s.m.StorageKey(s.token)
 				copy(s.alt[:], s.alt[1:])
 				continue
+			}
+			if renewed != nil {
+				return renewed
 			}
 			s.reset()
 			return nil

@@ -51,6 +51,26 @@ func checkCorruptShapes(t *testing.T, client *redis.Client) {
 		"idle nan":              func(k string) error { return client.HSet(ctx, k, "__sk_i", "nan").Err() },
 		"creation missing":      func(k string) error { return client.HDel(ctx, k, "__sk_c").Err() },
 		"a list":                func(k string) error { client.Del(ctx, k); return client.RPush(ctx, k, "x").Err() },
+		// Shaped like a Rename marker, but not one Rename leaves: these
+		// must not answer ErrRenewed for ever.
+		"marker field on a live session, no expiry": func(k string) error {
+			if err := client.HSet(ctx, k, "__sk_r", "session:{corrupt}x").Err(); err != nil {
+				return err
+			}
+			return client.Persist(ctx, k).Err()
+		},
+		"empty marker": func(k string) error { client.Del(ctx, k); return client.HSet(ctx, k, "__sk_r", "").Err() },
+		"marker without expiry": func(k string) error {
+			client.Del(ctx, k)
+			return client.HSet(ctx, k, "__sk_r", "session:{zzzz}nothing").Err()
+		},
+		"marker with an hour to live": func(k string) error {
+			client.Del(ctx, k)
+			if err := client.HSet(ctx, k, "__sk_r", "session:{zzzz}nothing").Err(); err != nil {
+				return err
+			}
+			return client.PExpire(ctx, k, time.Hour).Err()
+		},
 	}
 	n := 0
 	for shape, damage := range shapes {

@@ -1,11 +1,13 @@
 package redishash
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/sessionkit/internal/testhook"
+	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
 // The Lua scripts, one per operation. Each touches only the keys it
@@ -57,19 +59,35 @@ const valid = `(d and i and c and d % 1 == 0 and i % 1 == 0 and c % 1 == 0 and
 // marker and NOTFOUND on a missing or corrupt record, which it deletes (DEL
 // of a missing key is a no-op), and leaves the deadline and idle timeout
 // in d and i otherwise. It writes nothing on a live record.
-const guard = `
+var guard = `
 local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `'EXTRA)
 if m.err then
   redis.call('DEL', KEYS[1])
   return -1
 end
-if m[4] then return -3 end
+if m[4] then
+` + markerCheck("-3") + `
+  redis.call('DEL', KEYS[1])
+  return -1
+end
 local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
 if not ` + valid + ` then
   redis.call('DEL', KEYS[1])
   return -1
 end
 `
+
+// markerCheck returns reply when the HMGET m of KEYS[1] shows a marker as
+// Rename leaves it: a target, no metadata, and an expiry within
+// RenewMarkerTTL. Anything else shaped like one (a hand edit, a PERSIST) is
+// corrupt, not a lasting ErrRenewed: the code after it removes the key.
+func markerCheck(reply string) string {
+	return `
+  if m[4] ~= '' and not m[1] and not m[2] then
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 and ttl <= ` + strconv.FormatInt(sessionkit.RenewMarkerTTL.Milliseconds(), 10) + ` then return ` + reply + ` end
+  end`
+}
 
 // refresh sets the TTL to min(idle, deadline - now) on Redis's clock.
 const refresh = `
@@ -131,9 +149,12 @@ var (
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `')
   if not m.err then
-    if m[4] then return -4 end
-    local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
-    if ` + valid + ` then return -4 end
+    if m[4] then
+` + markerCheck("-4") + `
+    else
+      local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+      if ` + valid + ` then return -4 end
+    end
   end
   redis.call('DEL', KEYS[1])
   return -5
