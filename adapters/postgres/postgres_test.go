@@ -428,6 +428,11 @@ func TestRefreshesAreHeapOnlyUpdates(t *testing.T) {
 	p, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	defer p.Close()
+	var version int
+	require.NoError(t, p.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version))
+	if version < 150000 {
+		t.Skip("pg_stat_force_next_flush needs PostgreSQL 15")
+	}
 	prefix := fmt.Sprintf("hot%d_", prefixes.Add(1))
 	s, err := postgres.New(p, &postgres.Options{TablePrefix: prefix, SweepInterval: -1})
 	require.NoError(t, err)
