@@ -52,11 +52,14 @@
 // Every column is typed and NOT NULL where it must be, and check
 // constraints refuse an expiry policy the adapter would not write (a
 // non-positive idle or absolute timeout, an infinite creation time, an
-// expiry past the absolute deadline) and a negative field count: the kinds
-// of damage that the store contract removes on sight cannot be written, by
-// hand or otherwise. Field values are opaque bytes, never decoded. The one
-// hand edit the schema cannot catch is a wrong, non-negative nfields: it
-// would skew Len and Set's limit for that session, and nothing else.
+// expiry past the absolute deadline), a negative field count, and a Rename
+// marker that names no key, counts fields or may outlive RenewMarkerTTL
+// from its creation: the kinds of damage that the store contract removes on
+// sight cannot be written, by hand or otherwise. Field values are opaque
+// bytes, never decoded. What the schema cannot catch are values that are
+// well-formed but wrong: a non-negative nfields that miscounts (it skews Len
+// and Set's limit for that session, nothing else), or a creation time in
+// the future.
 //
 // # Errors
 //
@@ -408,7 +411,7 @@ func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry
 }
 
 func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
-	return s.run(ctx, "rename", s.q.rename, []any{oldKey, newKey, sessionkit.RenewMarkerTTL})
+	return s.run(ctx, "rename", s.q.rename, []any{oldKey, newKey})
 }
 
 func (s *Store) Destroy(ctx context.Context, key string) error {

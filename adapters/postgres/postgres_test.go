@@ -149,6 +149,9 @@ func TestHandEditsThatWouldCorruptAreRefused(t *testing.T) {
 		`UPDATE %ssessions SET expires = created + absolute + interval '1 ms'`,
 		`UPDATE %ssessions SET nfields = -1`,
 		`UPDATE %ssessions SET renamed_to = 'elsewhere'`,
+		`UPDATE %ssessions SET renamed_to = 'elsewhere', record = id`, // a marker with fields
+		`UPDATE %ssessions SET renamed_to = '', record = id, nfields = 0`,
+		`UPDATE %ssessions SET renamed_to = 'elsewhere', record = id, nfields = 0`, // outliving RenewMarkerTTL
 		`INSERT INTO %sfields (session_id, name, value) VALUES (-1, 'orphan', '')`,
 		`UPDATE %sfields SET value = NULL`,
 	} {

@@ -1,6 +1,11 @@
 package postgres
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
 
 // schema creates the two tables, idempotently. It runs as one multi-statement
 // query, which PostgreSQL runs as one transaction; the advisory lock keeps
@@ -51,7 +56,8 @@ CREATE TABLE IF NOT EXISTS {p}sessions (
 	CONSTRAINT {p}sessions_policy CHECK (idle > interval '0' AND absolute > interval '0'
 		AND isfinite(created) AND expires <= created + absolute AND sweep_after >= expires),
 	CONSTRAINT {p}sessions_nfields CHECK (nfields >= 0),
-	CONSTRAINT {p}sessions_marker CHECK ((renamed_to IS NULL) = (record IS NULL))
+	CONSTRAINT {p}sessions_marker CHECK ((renamed_to IS NULL) = (record IS NULL) AND (record IS NULL
+		OR (renamed_to <> '' AND nfields = 0 AND absolute <= {marker_ttl})))
 ) WITH (fillfactor = 80);
 CREATE INDEX IF NOT EXISTS {p}sessions_sweep ON {p}sessions (sweep_after);
 CREATE INDEX IF NOT EXISTS {p}sessions_record ON {p}sessions (record) WHERE record IS NOT NULL;
@@ -223,9 +229,10 @@ func newQueries(prefix string) *queries {
 		FROM s WHERE t.id = s.id AND s.here AND t.created + $3::interval > now())
 	SELECT CASE WHEN EXISTS (SELECT FROM gone) THEN 1 ELSE ` + status + ` END`,
 
-		// rename: $2 the new key, $3 the marker's lifetime. The record's row
-		// changes key (its id, and so its fields, stay) and a marker row
-		// takes the old key, naming the new one. An expired row under the new
+		// rename: $2 the new key. The record's row changes key (its id, and
+		// so its fields, stay) and a marker row takes the old key, naming the
+		// new one; the marker's own lifetime (absolute, from its creation) is
+		// RenewMarkerTTL, which the marker check holds it to. An expired row under the new
 		// key is deleted first; a live one refuses (ErrExists), as does the
 		// unique key if one appears meanwhile. Of two Renames of one key, the
 		// second finds the row under another key once it has the lock:
@@ -238,8 +245,8 @@ func newQueries(prefix string) *queries {
 			AND (SELECT count(*) FROM gone) >= 0 -- after gone
 		RETURNING t.id, t.created, t.idle, t.absolute, t.expires),
 	marker AS (INSERT INTO {p}sessions (key, created, idle, absolute, expires, sweep_after, nfields, renamed_to, record)
-		SELECT $1, created, idle, absolute, least(now() + $3::interval, expires),
-			` + sweepAfter(`least(now() + $3::interval, expires)`) + `, 0, $2, id
+		SELECT $1, now(), {marker_ttl}, {marker_ttl}, least(now() + {marker_ttl}, expires),
+			` + sweepAfter(`least(now() + {marker_ttl}, expires)`) + `, 0, $2, id
 		FROM moved
 		RETURNING 1)
 	SELECT CASE WHEN EXISTS (SELECT FROM marker) THEN 0 WHEN (SELECT here FROM s) THEN 3 ELSE ` + status + ` END`,
@@ -261,7 +268,8 @@ func newQueries(prefix string) *queries {
 		sweep: `DELETE FROM {p}sessions WHERE id IN (
 		SELECT id FROM {p}sessions WHERE sweep_after <= now() ORDER BY sweep_after LIMIT $1 FOR UPDATE SKIP LOCKED)`,
 	}
-	r := strings.NewReplacer("{p}", prefix)
+	r := strings.NewReplacer("{p}", prefix,
+		"{marker_ttl}", fmt.Sprintf("interval '%d microseconds'", sessionkit.RenewMarkerTTL.Microseconds()))
 	for _, s := range []*string{&q.schema, &q.create, &q.get, &q.getOne, &q.getAll, &q.keys, &q.has, &q.length,
 		&q.set, &q.del, &q.clear, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweep} {
 		*s = r.Replace(*s)
