@@ -7,7 +7,8 @@
 // Routes: /set sets key "time" to the Unix time (or ?key=K&value=V sets K),
 // /get writes the session as a JSON object, /del destroys the session,
 // /login?user=U renews the session's token and sets "user", /logout
-// destroys the session.
+// destroys the session. With -metrics, /metrics serves the session store's
+// latency, errors and live sessions for Prometheus.
 package main
 
 import (
@@ -26,6 +27,12 @@ import (
 	"syscall"
 	"time"
 
+	promclient "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/sessionkit/sessionkit/otelstore"
 	"github.com/sessionkit/sessionkit/sessionkit"
 	"github.com/sessionkit/sessionkit/storeurl"
 )
@@ -39,20 +46,28 @@ func main() {
 	maxAge := flag.Duration("max-age", time.Minute, "idle timeout of a session")
 	maxFields := flag.Int("max-fields", sessionkit.DefaultMaxFields, "most keys in one session")
 	maxValue := flag.Int("max-value", sessionkit.DefaultMaxValueSize, "largest value, in bytes (JSON-encoded)")
+	withMetrics := flag.Bool("metrics", false, "serve Prometheus metrics of the session store at /metrics")
 	flag.Parse()
 	opts := sessionkit.Options{IdleTimeout: *maxAge, MaxFields: *maxFields, MaxValueSize: *maxValue}
-	if err := run(*addr, *storeURL, opts); err != nil {
+	if err := run(*addr, *storeURL, opts, *withMetrics); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, storeURL string, opts sessionkit.Options) error {
-	m, closer, err := newManager(storeURL, opts)
+func run(addr, storeURL string, opts sessionkit.Options, withMetrics bool) error {
+	var mx *metrics
+	if withMetrics {
+		var err error
+		if mx, err = newMetrics(); err != nil {
+			return err
+		}
+	}
+	m, closer, err := newManager(storeURL, opts, mx)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	srv := &http.Server{Addr: addr, Handler: newHandler(m), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: newHandler(m, mx), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -72,10 +87,13 @@ func run(addr, storeURL string, opts sessionkit.Options) error {
 // on it with opts and the Closer that releases the store. A store that does
 // not answer fails start-up, so a wrong address or password is found at
 // once instead of by the first request.
-func newManager(storeURL string, opts sessionkit.Options) (*sessionkit.Manager, io.Closer, error) {
+func newManager(storeURL string, opts sessionkit.Options, mx *metrics) (*sessionkit.Manager, io.Closer, error) {
 	store, closer, err := storeurl.Open(storeURL)
 	if err != nil {
 		return nil, nil, err
+	}
+	if mx != nil {
+		store = otelstore.New(store, otelstore.Options{MeterProvider: mx.provider})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // the client's own timeouts are shorter
 	defer cancel()
@@ -95,8 +113,28 @@ func newManager(storeURL string, opts sessionkit.Options) (*sessionkit.Manager, 
 // user is the session key that says who is logged in.
 var user = sessionkit.NewKey[string]("user")
 
-// newHandler serves the example's routes behind the session middleware.
-func newHandler(m *sessionkit.Manager) http.Handler {
+// metrics exports the store's OpenTelemetry metrics (otelstore) in the
+// Prometheus format.
+type metrics struct {
+	provider *sdkmetric.MeterProvider
+	handler  http.Handler
+}
+
+func newMetrics() (*metrics, error) {
+	registry := promclient.NewRegistry() // its own, so a test can start the server twice
+	exporter, err := prometheus.New(prometheus.WithRegisterer(registry))
+	if err != nil {
+		return nil, err
+	}
+	return &metrics{
+		provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)),
+		handler:  promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+	}, nil
+}
+
+// newHandler serves the example's routes behind the session middleware,
+// and /metrics beside it when mx is not nil.
+func newHandler(m *sessionkit.Manager, mx *metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/set", func(w http.ResponseWriter, r *http.Request) {
 		key, value := r.URL.Query().Get("key"), r.URL.Query().Get("value")
@@ -147,7 +185,13 @@ func newHandler(m *sessionkit.Manager) http.Handler {
 			fmt.Fprintln(w, "bye")
 		}
 	})
-	return m.Middleware(mux)
+	if mx == nil {
+		return m.Middleware(mux)
+	}
+	top := http.NewServeMux()
+	top.Handle("/metrics", mx.handler) // outside the middleware: no session
+	top.Handle("/", m.Middleware(mux))
+	return top
 }
 
 // reply answers a failed session operation and reports whether the handler

@@ -38,11 +38,11 @@ func startApp(t *testing.T, addr, storeURL string, maxAge time.Duration) *app {
 
 func startAppWith(t *testing.T, addr, storeURL string, opts sessionkit.Options) *app {
 	t.Helper()
-	m, closer, err := newManager(storeURL, opts)
+	m, closer, err := newManager(storeURL, opts, nil)
 	require.NoError(t, err)
 	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
-	srv := &http.Server{Handler: newHandler(m)}
+	srv := &http.Server{Handler: newHandler(m, nil)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	a := &app{t: t, addr: l.Addr().String(), m: m}
@@ -282,4 +282,50 @@ func TestLoginRenewsAndLogoutEnds(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, map[string]any{}, c.session(a))
 	require.Zero(t, rdb.Exists(t.Context(), a.m.StorageKey(after)).Val(), "logout removed the session")
+}
+
+// TestMetricsShowWhatAnOperatorNeedsAndNoToken runs the example with
+// -metrics: /metrics (outside the session middleware) shows the store's
+// latency per operation, its errors by kind and the live sessions, and
+// never a token or a storage key.
+func TestMetricsShowWhatAnOperatorNeedsAndNoToken(t *testing.T) {
+	mx, err := newMetrics()
+	require.NoError(t, err)
+	m, closer, err := newManager("memory://", sessionkit.Options{IdleTimeout: time.Minute}, mx)
+	require.NoError(t, err)
+	t.Cleanup(func() { closer.Close() })
+	srv := httptestServer(t, newHandler(m, mx))
+	c := newClient(t)
+	a := &app{t: t, addr: srv, m: m}
+
+	code, _ := c.get(a, "/set?key=a&value=1")
+	require.Equal(t, http.StatusOK, code)
+	token := c.token(a)
+	c.get(a, "/get")
+
+	code, body := newClient(t).get(a, "/metrics")
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range []string{
+		`sessionkit_store_duration_seconds_count{`,
+		`sessionkit_adapter="memory"`,
+		`sessionkit_operation="Create"`,
+		`sessionkit_operation="GetAll"`,
+		`sessionkit_store_sessions{`,
+	} {
+		require.Contains(t, body, want)
+	}
+	require.Regexp(t, `sessionkit_store_sessions\{[^}]*\} 1\n`, body, "one live session")
+	require.NotContains(t, body, token)
+	require.NotContains(t, body, token[5:])
+	require.NotContains(t, body, a.m.StorageKey(token))
+}
+
+// httptestServer serves h on a loopback port and returns its address.
+func httptestServer(t *testing.T, h http.Handler) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
 }
