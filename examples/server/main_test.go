@@ -158,6 +158,10 @@ func TestSeedWalkOnEveryScheme(t *testing.T) {
 		"memcached": func(t *testing.T) string { return "memcached://" + testserver.Memcached(t).Addr },
 		"bbolt":     func(t *testing.T) string { return "bbolt://" + filepath.Join(t.TempDir(), "sessions.db") },
 		"memory":    func(t *testing.T) string { return "memory://" },
+		"postgres": func(t *testing.T) string {
+			// The example creates its tables on first use, under their own prefix.
+			return testserver.Postgres(t).URL + "&table_prefix=seedwalk_"
+		},
 	}
 	for scheme, storeURL := range schemes {
 		t.Run(scheme, func(t *testing.T) {

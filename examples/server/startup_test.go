@@ -24,7 +24,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	testserver.StopPostgres()
+	os.Exit(code)
 }
 
 // runExample runs the example with args and returns its exit code, its
