@@ -2,6 +2,8 @@ package adaptertest
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"sync"
 	"time"
@@ -302,6 +304,50 @@ var managerCases = []testCase{
 		_, err = m.Load("not-a-token")
 		require.ErrorIs(e, err, sessionkit.ErrInvalidToken)
 		requireOne(sessionkit.EventRejected, "")
+	}},
+	{"WritesAfterTheHeadersWentOutAreRefused", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		token := s.Token()
+		errs := map[string]error{}
+		h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s, ctx := m.Session(r.Context()), r.Context()
+			_, _ = w.Write([]byte("the body goes first"))
+			errs["Set"] = s.Set(ctx, "a", 2)
+			errs["Delete"] = s.Delete(ctx, "a")
+			errs["Renew"] = s.Renew(ctx)
+			errs["Destroy"] = s.Destroy(ctx)
+		}))
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: token})
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		for name, err := range errs {
+			require.ErrorIs(e, err, sessionkit.ErrHeadersSent, name)
+		}
+		require.Equal(e, jsonNumber(1), get(e, e.load(m, token), sessionkit.NewKey[any]("a")), "the session is as it was, under its token")
+	}},
+	{"TheFirstCookieThatNamesALiveSessionWins", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		live := m.NewSession()
+		require.NoError(e, live.Set(e.ctx, "who", "live"))
+		renewed := m.NewSession()
+		require.NoError(e, renewed.Set(e.ctx, "who", "renewed"))
+		stale := renewed.Token()
+		require.NoError(e, renewed.Renew(e.ctx))
+		unknown := m.NewSession().Token()
+		var got string
+		h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			v, _, err := sessionkit.NewKey[string]("who").Get(r.Context(), m.Session(r.Context()))
+			require.NoError(e, err)
+			got = v
+		}))
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", "session="+unknown+"; session="+stale+"; session="+live.Token())
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(e, "live", got, "an unknown and a renewed cookie before the live one do not hide it")
+		require.Empty(e, w.Header().Values("Set-Cookie"), "no cookie is sent, so none is deleted")
 	}},
 	{"DestroyEndsTheSession", func(e *env) {
 		m := e.manager(sessionkit.Options{})
