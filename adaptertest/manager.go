@@ -72,6 +72,34 @@ var managerCases = []testCase{
 		require.True(e, found)
 		require.ErrorIs(e, err, sessionkit.ErrDecode, "a string that is no number is not an int")
 	}},
+	{"GetManyReadsSeveralKeysInOneOperation", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		require.NoError(e, s.SetMany(e.ctx, map[string]any{"user": "ana", "roles": []string{"admin"}, "csrf": "x1"}))
+		var user, csrf, missing string
+		var roles []string
+		r := e.load(m, s.Token())
+		found, err := r.GetMany(e.ctx,
+			sessionkit.NewKey[string]("user").Into(&user),
+			sessionkit.NewKey[[]string]("roles").Into(&roles),
+			sessionkit.NewKey[string]("nope").Into(&missing),
+			sessionkit.NewKey[string]("csrf").Into(&csrf))
+		require.NoError(e, err)
+		require.Equal(e, []bool{true, true, false, true}, found)
+		require.Equal(e, "ana", user)
+		require.Equal(e, []string{"admin"}, roles)
+		require.Equal(e, "x1", csrf)
+		require.Empty(e, missing)
+
+		var n int
+		found, err = r.GetMany(e.ctx, sessionkit.NewKey[int]("user").Into(&n), sessionkit.NewKey[string]("csrf").Into(&csrf))
+		require.ErrorIs(e, err, sessionkit.ErrDecode, "a value that does not fit its type")
+		require.Equal(e, []bool{true, true}, found)
+
+		found, err = m.NewSession().GetMany(e.ctx, sessionkit.NewKey[string]("user").Into(&user))
+		require.NoError(e, err)
+		require.Equal(e, []bool{false}, found, "a session not stored has no keys")
+	}},
 	{"MissingKeysReadAsZeroValues", func(e *env) {
 		m := e.manager(sessionkit.Options{})
 		s, err := m.Create(e.ctx)

@@ -59,6 +59,63 @@ func (k Key[T]) Delete(ctx context.Context, s *Session) error {
 	return s.Delete(ctx, k.name)
 }
 
+// Into binds the key to p, for [Session.GetMany]: the key's value is
+// decoded into *p, which is left alone when the key is not set.
+func (k Key[T]) Into(p *T) Target { return target[T]{k: k, p: p} }
+
+// Target is a key bound to where its value goes: see [Key.Into].
+type Target interface {
+	keyName() string
+	decode(m *Manager, b []byte) error
+}
+
+type target[T any] struct {
+	k Key[T]
+	p *T
+}
+
+func (t target[T]) keyName() string { return t.k.name }
+
+func (t target[T]) decode(m *Manager, b []byte) (err error) {
+	*t.p, err = decodeAs[T](m, t.k.name, b)
+	return err
+}
+
+// GetMany reads several keys in one store operation, each decoded into the
+// place its Target names, and reports which were set, in order:
+//
+//	var name, role string
+//	found, err := s.GetMany(ctx, user.Into(&name), roleKey.Into(&role))
+//
+// found[i] is false when the i-th key is not set (its place is left
+// alone). A value that does not decode stops nothing: the others are still
+// decoded, and the error (ErrDecode) names the first that failed.
+func (s *Session) GetMany(ctx context.Context, targets ...Target) (found []bool, err error) {
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.keyName()
+		if err := checkKey(names[i]); err != nil {
+			return nil, err
+		}
+	}
+	found = make([]bool, len(targets))
+	vals, err := s.getRaws(ctx, names)
+	if err != nil || vals == nil {
+		return found, err
+	}
+	var first error
+	for i, b := range vals {
+		if b == nil {
+			continue
+		}
+		found[i] = true
+		if err := targets[i].decode(s.m, b); err != nil && first == nil {
+			first = err
+		}
+	}
+	return found, first
+}
+
 // decodeAs decodes stored bytes into a T. The scalar kinds read the default
 // codec's JSON directly (no decoder, no allocation for the common cases)
 // and accept the other scalar spellings a hand edit may leave.

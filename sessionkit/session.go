@@ -165,11 +165,9 @@ func (s *Session) Decode(ctx context.Context, key string, v any) (found bool, er
 	return true, s.m.unmarshal(key, b, v)
 }
 
-// getRaw returns the stored bytes of key, nil if it is not set.
-func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
+// getRaws returns the stored bytes of names (valid keys), nil for each that
+// is not set, or nil for a session that is not stored.
+func (s *Session) getRaws(ctx context.Context, names []string) ([][]byte, error) {
 	s.lock()
 	defer s.mu.Unlock()
 	if !s.stored {
@@ -177,10 +175,22 @@ func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
 	}
 	var vals [][]byte
 	err := s.call(ctx, func(k string) (err error) {
-		vals, err = s.m.store.Get(ctx, k, key)
+		vals, err = s.m.store.Get(ctx, k, names...)
 		return err
 	})
 	if err != nil || !s.stored {
+		return nil, err
+	}
+	return vals, nil
+}
+
+// getRaw returns the stored bytes of key, nil if it is not set.
+func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	vals, err := s.getRaws(ctx, []string{key})
+	if err != nil || vals == nil {
 		return nil, err
 	}
 	return vals[0], nil

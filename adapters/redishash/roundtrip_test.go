@@ -88,6 +88,11 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 		{"SetMany", 1, func(s *sessionkit.Session) error { return s.SetMany(ctx, map[string]any{"c": 1, "d": 2}) }},
 		{"Get", 1, func(s *sessionkit.Session) error { _, err := s.Get(ctx, "a"); return err }},
 		{"Key[int].Get", 1, func(s *sessionkit.Session) error { _, _, err := a.Get(ctx, s); return err }},
+		{"GetMany (three keys)", 1, func(s *sessionkit.Session) error {
+			var x, y, z int
+			_, err := s.GetMany(ctx, a.Into(&x), sessionkit.NewKey[int]("c").Into(&y), sessionkit.NewKey[int]("d").Into(&z))
+			return err
+		}},
 		{"Has", 1, func(s *sessionkit.Session) error { _, err := s.Has(ctx, "a"); return err }},
 		{"Keys", 1, func(s *sessionkit.Session) error { _, err := s.Keys(ctx); return err }},
 		{"All", 1, func(s *sessionkit.Session) error { _, err := s.All(ctx); return err }},
