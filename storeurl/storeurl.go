@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -114,6 +115,14 @@ func parse(rawURL string) (spec, error) {
 	}
 	var sp spec
 	switch strings.ToLower(u.Scheme) {
+	case "redis", "rediss", "redis+cluster", "memcached":
+		if u.Opaque != "" || u.Host == "" {
+			// go-redis would read "redis:secret@host" as no host at all, and
+			// quietly connect to localhost:6379.
+			return spec{}, badURL(rawURL, "want "+strings.ToLower(u.Scheme)+"://host:port")
+		}
+	}
+	switch strings.ToLower(u.Scheme) {
 	case "redis", "rediss":
 		sp.redis, err = redisOptions(rawURL, u)
 	case "redis+cluster":
@@ -166,17 +175,24 @@ func badURL(rawURL, reason string) error {
 	return fmt.Errorf("%w %s: %s; accepted schemes: %s://", ErrBadURL, Redact(rawURL), reason, strings.Join(schemes, "://, "))
 }
 
-// Redact returns rawURL with any password replaced by "xxxxx", for logs.
+// Redact returns rawURL with any password replaced by "xxxxx", for logs:
+// the URL's own, a password= parameter (pgx's keyword form too), and, in a
+// string whose user part url.Parse did not recognise (a mistyped scheme
+// separator, say), everything before its last "@".
 func Redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "(unparsable URL)"
 	}
-	if _, has := u.User.Password(); !has {
-		return rawURL
+	if _, has := u.User.Password(); has {
+		rawURL = u.Redacted()
+	} else if i := strings.LastIndex(rawURL, "@"); i >= 0 && u.User == nil {
+		rawURL = "xxxxx" + rawURL[i:]
 	}
-	return u.Redacted()
+	return passwordParam.ReplaceAllString(rawURL, "${1}xxxxx")
 }
+
+var passwordParam = regexp.MustCompile(`(?i)(password=)[^&\s]*`)
 
 type nopCloser struct{}
 

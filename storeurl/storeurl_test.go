@@ -70,3 +70,24 @@ func TestSchemesIsACopy(t *testing.T) {
 	s[0] = "changed"
 	require.NotContains(t, storeurl.Schemes(), "changed")
 }
+
+// Mistyped URLs that url.Parse reads without a user part still hide the
+// password, and the ones go-redis would quietly read as "localhost:6379"
+// are refused.
+func TestMistypedURLsNeverShowThePassword(t *testing.T) {
+	for _, raw := range []string{
+		"rediss//:hunter2@127.0.0.1:16379/0",
+		"redis:/:hunter2@127.0.0.1:16379/0",
+		"redis:hunter2@127.0.0.1:16380/0",
+		"redis+cluster:hunter2@h:1",
+		"memcached:hunter2@h:1",
+		"host=127.0.0.1 user=u password=hunter2 dbname=db",
+	} {
+		_, _, err := storeurl.Open(raw)
+		require.ErrorIs(t, err, storeurl.ErrBadURL, raw)
+		require.NotContains(t, err.Error(), "hunter2", raw)
+		require.NotContains(t, storeurl.Redact(raw), "hunter2", raw)
+	}
+	require.Equal(t, "postgres://u:xxxxx@h/db?password=xxxxx&sslmode=disable", storeurl.Redact("postgres://u:pw@h/db?password=hunter2&sslmode=disable"))
+	require.Equal(t, "redis://127.0.0.1:6379/0", storeurl.Redact("redis://127.0.0.1:6379/0"), "nothing to hide, nothing changed")
+}
