@@ -27,8 +27,10 @@ const (
 	// EventRejected: a request carried a session cookie or header, or Load
 	// got a token, that is not shaped like an issued token.
 	EventRejected
-	// EventStoreError: a store operation failed (Err says how); a done
-	// context is not reported.
+	// EventStoreError: a store operation failed for the store's own
+	// reasons (Err says how): an outage, a backend error. The caller's bad
+	// input (ErrTooManyFields, ErrTooLarge, ErrInvalidKey), a renewed
+	// session and a done context are not reported.
 	EventStoreError
 )
 
@@ -97,10 +99,16 @@ func (m *Manager) emit(ctx context.Context, kind EventKind, token, oldToken stri
 	}
 }
 
-// storeError reports a failed store operation, unless the caller's context
-// ended it or the session was renewed (neither is the store's fault).
+// storeError reports a store operation that failed for the store's own
+// reasons: not the caller's input (a limit, a key), not a renewed session,
+// not the caller's context.
 func (m *Manager) storeError(ctx context.Context, token string, err error) {
-	if !errors.Is(err, ErrRenewed) && !errors.Is(err, ErrExists) && ctx.Err() == nil {
+	for _, callers := range []error{ErrRenewed, ErrExists, ErrTooManyFields, ErrTooLarge, ErrInvalidKey} {
+		if errors.Is(err, callers) {
+			return
+		}
+	}
+	if ctx.Err() == nil {
 		m.emit(ctx, EventStoreError, token, "", err)
 	}
 }

@@ -98,13 +98,18 @@ func ErrorStatus(err error) int {
 }
 
 // DefaultErrorHandler answers with ErrorStatus(err) and a body that names
-// the status only: never the error's text, never a token. It logs the error
-// with the session's LogID: at Error level for a 5xx, at Debug level
-// otherwise.
+// the status only: never the error's text, never a token. A cancelled
+// context answers nothing only when it is the request's own (its client is
+// gone); any other cancellation is a 500. It logs the error with the
+// session's LogID: at Error level for a 5xx and for ErrHeadersSent (a bug in
+// the handler: a write the client can never learn of), at Debug otherwise.
 func (m *Manager) DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	code := ErrorStatus(err)
+	if code == 0 && errors.Is(err, context.Canceled) && r.Context().Err() == nil {
+		code = http.StatusInternalServerError
+	}
 	level := slog.LevelDebug
-	if code >= 500 {
+	if code >= 500 || errors.Is(err, ErrHeadersSent) {
 		level = slog.LevelError
 	}
 	ctx := r.Context()
@@ -128,7 +133,8 @@ func (m *Manager) DefaultErrorHandler(w http.ResponseWriter, r *http.Request, er
 // when a session is created or renewed, is expired when it is destroyed or
 // found gone, and, with CookieOptions.Persist, is refreshed on responses
 // whose request used the session. Responses get Vary on the cookie or
-// header, and those that carry a token get Cache-Control: no-store.
+// header, and those whose handler used the session (or that carry a token)
+// get Cache-Control: no-store.
 //
 // Store errors are returned to the handler by the Session's methods; it
 // decides, or calls Manager.HTTPError.
@@ -192,7 +198,7 @@ func (m *Manager) requestTokens(r *http.Request, out *[maxCandidates]string) (n 
 func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session, sent []string) {
 	s.mu.Lock()
 	s.sealed = true
-	token, stored, issued, touched, exp, ownExpiry, destroyed, used := s.token, s.stored, s.issued, s.touched, s.exp, s.ownExpiry, s.destroyed, s.used
+	token, stored, issued, touched, exp, ownExpiry, destroyed, used, stale := s.token, s.stored, s.issued, s.touched, s.exp, s.ownExpiry, s.destroyed, s.used, s.stale
 	s.mu.Unlock()
 
 	h := w.Header()
@@ -205,6 +211,10 @@ func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session,
 	var value string
 	maxAge := 0 // until the browser closes
 	switch {
+	case stale:
+		// Another request renewed the session: its response carries the
+		// new token, which this one must not overwrite with the old.
+		return
 	case stored && ownExpiry:
 		value, maxAge = token, int(exp.Absolute/time.Second)
 	case stored && m.cookie.Persist && (issued || touched):

@@ -432,6 +432,39 @@ func TestARenewedCookieBeforeTheLiveOneDoesNotHideIt(t *testing.T) {
 	require.Equal(t, http.StatusConflict, f.do("/get", attacker).StatusCode, "alone, a renewed token still says so")
 }
 
+// A request that lost a race with a Renew must not send its old token back:
+// arriving after the login's response, it would overwrite the new cookie.
+func TestARequestOnARenewedTokenSendsNoCookie(t *testing.T) {
+	f := newFixture(t, sessionkit.Options{Cookie: sessionkit.CookieOptions{Persist: true}})
+	token := sessionCookie(t, f.do("/set?v=1", "")).Value
+	for name, late := range map[string]func(ctx context.Context, s *sessionkit.Session) error{
+		"a write": func(ctx context.Context, s *sessionkit.Session) error { return s.Set(ctx, "n", "2") },
+		"SetExpiry": func(ctx context.Context, s *sessionkit.Session) error {
+			return s.SetExpiry(ctx, sessionkit.Expiry{Idle: time.Hour, Absolute: 2 * time.Hour})
+		},
+		"a Renew": func(ctx context.Context, s *sessionkit.Session) error { return s.Renew(ctx) },
+		"a read":  func(ctx context.Context, s *sessionkit.Session) error { _, _, err := keyN.Get(ctx, s); return err },
+	} {
+		var lateErr error
+		h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s := f.m.Session(r.Context())
+			_, _, err := keyN.Get(r.Context(), s) // touched: Persist would re-send the cookie
+			require.NoError(t, err)
+			elsewhere, err := f.m.Load(s.Token())
+			require.NoError(t, err)
+			require.NoError(t, elsewhere.Renew(r.Context()), "a login in another request")
+			token = elsewhere.Token()
+			lateErr = late(r.Context(), s)
+		}))
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: token})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.ErrorIs(t, lateErr, sessionkit.ErrRenewed, name)
+		require.Nil(t, sessionCookie(t, w.Result()), "%s: the stale token is not sent back", name)
+	}
+}
+
 func TestCookiePrefixesAreEnforced(t *testing.T) {
 	f := newFixture(t, sessionkit.Options{Cookie: sessionkit.CookieOptions{Name: "__Host-s"}})
 	r := httptest.NewRequest("GET", "/set?v=1", nil) // plain HTTP: the prefix still forces Secure
@@ -540,6 +573,16 @@ func TestDefaultErrorHandlerClassifiesAndLogsWithoutTheToken(t *testing.T) {
 	require.Empty(t, w.Body.String())
 	require.False(t, w.Flushed)
 	require.Equal(t, http.StatusOK, w.Code, "nothing was written (the recorder's default)")
+
+	// A cancellation that is not the request's (the handler's own) is a
+	// failure the client must hear of.
+	w = httptest.NewRecorder()
+	f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		own, cancel := context.WithCancel(r.Context())
+		cancel()
+		f.m.HTTPError(w, r, own.Err())
+	})).ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, http.StatusInternalServerError, w.Code)
 
 	require.Contains(t, logs.String(), "session="+sessionkit.LogID(token))
 	require.NotContains(t, logs.String(), token)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -17,11 +18,13 @@ import (
 //	err = visits.Set(ctx, s, n+1)
 //
 // Each call is one store operation, through the Manager's codec. With the
-// default JSONCodec the reads are lenient about hand edits: a string, int,
-// float or bool key reads back a value edited with redis-cli as the other
-// kinds of scalar where it has one meaning (the number 7 as the string "7",
-// the string "7" as the int 7), and a string key reads bytes that are not
-// JSON as the string they spell. A value that does not fit T is ErrDecode.
+// default JSONCodec, keys of type string, int, int64, float64 and bool are
+// lenient about hand edits: they read a value edited with redis-cli as the
+// other kinds of scalar where it has one meaning (the number 7 as the string
+// "7", the string "7" or the number 7.0 as the int 7), and a string key
+// reads bytes that are not JSON as the string they spell. Every other T
+// decodes through the codec as it is. A value that does not fit T is
+// ErrDecode, and Get then returns T's zero value, never a part-filled one.
 type Key[T any] struct{ name string }
 
 // NewKey returns the key of that name. It panics if the name is not a
@@ -137,10 +140,16 @@ func decodeAs[T any](m *Manager, key string, b []byte) (T, error) {
 		*p, err = decodeBool(m, key, b)
 	default:
 		heap := new(T)
-		err = m.unmarshal(key, b, heap)
-		return *heap, err
+		if err := m.unmarshal(key, b, heap); err != nil {
+			return v, err
+		}
+		return *heap, nil
 	}
-	return v, err
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
 }
 
 func (m *Manager) unmarshal(key string, b []byte, v any) error {
@@ -193,19 +202,17 @@ func decodeInt(m *Manager, key string, b []byte, bits int) (int64, error) {
 		text = x.String()
 	case string:
 		text = x
-	case float64:
-		if n := int64(x); float64(n) == x {
-			return n, nil
-		}
-		return 0, typeError(key, "an integer", v)
 	default:
 		return 0, typeError(key, "an integer", v)
 	}
-	n, err := strconv.ParseInt(text, 10, bits)
-	if err != nil {
-		return 0, typeError(key, "an integer", v)
+	if n, err := strconv.ParseInt(text, 10, bits); err == nil {
+		return n, nil
 	}
-	return n, nil
+	// 7.0 or 7e0, as a hand edit may leave it: an integer all the same.
+	if f, err := strconv.ParseFloat(text, 64); err == nil && f == math.Trunc(f) && math.Abs(f) < math.Ldexp(1, bits-1) {
+		return int64(f), nil
+	}
+	return 0, typeError(key, "an integer", v)
 }
 
 func decodeFloat(m *Manager, key string, b []byte) (float64, error) {
@@ -270,5 +277,8 @@ func plainJSONString(b []byte) bool {
 }
 
 func typeError(key, want string, got any) error {
-	return fmt.Errorf("%w: key %q holds %T %v, not %s", ErrDecode, key, got, got, want)
+	if got == nil {
+		return fmt.Errorf("%w: key %q holds null, not %s", ErrDecode, key, want)
+	}
+	return fmt.Errorf("%w: key %q holds %T %#v, not %s", ErrDecode, key, got, got, want)
 }

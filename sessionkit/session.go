@@ -3,7 +3,6 @@ package sessionkit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -51,6 +50,7 @@ type Session struct {
 	destroyed bool // Destroy ended the session the request carried
 	sealed    bool // the response's headers went out: writes are refused
 	used      bool // the handler called the session: its response is private
+	stale     bool // the token was renewed away by another request: send no cookie
 	detached  bool // from Manager.Session outside the middleware: every call fails
 }
 
@@ -97,6 +97,7 @@ func (s *Session) call(ctx context.Context, op func(key string) error) error {
 				continue
 			}
 			if renewed != nil {
+				s.stale = true
 				return renewed
 			}
 			s.reset()
@@ -141,8 +142,15 @@ func (s *Session) Token() string {
 	return s.token
 }
 
-// LogID returns a short identifier of the current token that is safe to log.
-func (s *Session) LogID() string { return LogID(s.Token()) }
+// LogID returns a short identifier of the current token that is safe to
+// log, or "" for the handle that Manager.Session returns outside the
+// middleware (which has no token).
+func (s *Session) LogID() string {
+	if t := s.Token(); t != "" {
+		return LogID(t)
+	}
+	return ""
+}
 
 // Get returns the value of key decoded into an any (JSON numbers come back as
 // json.Number with the default codec), or nil if the key is not set.
@@ -316,8 +324,8 @@ func (s *Session) All(ctx context.Context) (map[string]any, error) {
 	out := make(map[string]any, len(raw))
 	for k, b := range raw {
 		var v any
-		if err := s.m.codec.Unmarshal(b, &v); err != nil {
-			return nil, fmt.Errorf("%w: key %q: %w", ErrDecode, k, err)
+		if err := s.m.unmarshal(k, b, &v); err != nil {
+			return nil, err
 		}
 		out[k] = v
 	}
@@ -447,11 +455,13 @@ func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	s.exp, s.ownExpiry = exp, true
-	if !s.stored {
-		return nil
+	if s.stored {
+		if err := s.call(ctx, func(k string) error { return s.m.store.SetExpiry(ctx, k, exp) }); err != nil {
+			return err // the policy did not change: the cookie must not say it did
+		}
 	}
-	return s.call(ctx, func(k string) error { return s.m.store.SetExpiry(ctx, k, exp) })
+	s.exp, s.ownExpiry = exp, true
+	return nil
 }
 
 // ExpiresAt refreshes the session's idle timeout and returns when the
