@@ -182,7 +182,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	// No arguments: pgx sends it as a simple query, whose statements
 	// PostgreSQL runs as one transaction.
 	if _, err := s.pool.Exec(ctx, s.q.schema); err != nil {
-		return s.wrap("migrate", err)
+		return s.wrap(ctx, "migrate", err)
 	}
 	s.migrated.Store(true)
 	return nil
@@ -229,7 +229,7 @@ func (s *Store) sweep(ctx context.Context) (int, error) {
 	for {
 		tag, err := s.pool.Exec(ctx, s.q.sweep, s.batch)
 		if err != nil {
-			return total, s.wrap("sweep", err)
+			return total, s.wrap(ctx, "sweep", err)
 		}
 		n := int(tag.RowsAffected())
 		total += n
@@ -242,7 +242,7 @@ func (s *Store) sweep(ctx context.Context) (int, error) {
 // usable refuses an operation on a closed store or with a done context.
 func (s *Store) usable(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
-		return driver.Wrap("postgres: "+op, err)
+		return driver.Wrap(ctx, "postgres: "+op, err)
 	}
 	if s.closed.Load() {
 		return fmt.Errorf("postgres: %s: %w", op, sessionkit.ErrClosed)
@@ -264,7 +264,7 @@ func (s *Store) check(ctx context.Context, op string) error {
 }
 
 // wrap classifies an error of pgx.
-func (s *Store) wrap(op string, err error) error {
+func (s *Store) wrap(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -285,7 +285,7 @@ func (s *Store) wrap(op string, err error) error {
 			return fmt.Errorf("postgres: %s: %w: %w", op, sentinel, err)
 		}
 	}
-	return driver.Wrap("postgres: "+op, err)
+	return driver.Wrap(ctx, "postgres: "+op, err)
 }
 
 // run runs a statement that answers one row whose first column is a status,
@@ -297,7 +297,7 @@ func (s *Store) run(ctx context.Context, op, query string, args []any, dest ...a
 	var st int
 	err := s.pool.QueryRow(ctx, query, args...).Scan(append([]any{&st}, dest...)...)
 	if err != nil {
-		return s.wrap(op, err)
+		return s.wrap(ctx, op, err)
 	}
 	switch st {
 	case statusOK:
@@ -419,7 +419,7 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 		return err
 	}
 	_, err := s.pool.Exec(ctx, s.q.destroy, key)
-	return s.wrap("destroy", err)
+	return s.wrap(ctx, "destroy", err)
 }
 
 // Count returns the number of live sessions (markers not counted).
@@ -429,5 +429,5 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	}
 	var n int
 	err := s.pool.QueryRow(ctx, s.q.count).Scan(&n)
-	return n, s.wrap("count", err)
+	return n, s.wrap(ctx, "count", err)
 }
