@@ -489,6 +489,10 @@ func (t errorType) isFailure() bool { return t == unavailable || t == other }
 // backend's own refusal (a value too large for it) may wrap as well.
 func classify(err error) errorType {
 	switch {
+	case errors.Is(err, sessionkit.ErrUnavailable):
+		// First: a client's own timeout wraps a context error too, and it
+		// is an outage, not the caller giving up (see driver.Wrap).
+		return unavailable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return canceled
 	case errors.Is(err, sessionkit.ErrNotFound):
@@ -501,8 +505,6 @@ func classify(err error) errorType {
 		return tooLarge
 	case errors.Is(err, sessionkit.ErrTooManyFields):
 		return tooManyFields
-	case errors.Is(err, sessionkit.ErrUnavailable):
-		return unavailable
 	default:
 		return other
 	}

@@ -239,6 +239,8 @@ type failingStore struct {
 func (f failingStore) Get(context.Context, string, ...string) ([][]byte, error) { return nil, f.err }
 
 func TestErrorsAreCountedByType(t *testing.T) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // the caller's context, when the caller gave up
 	for _, c := range []struct {
 		err     error
 		kind    string
@@ -251,9 +253,10 @@ func TestErrorsAreCountedByType(t *testing.T) {
 		{sessionkit.ErrTooLarge, "too_large", false},
 		{fmt.Errorf("x: %w: %w", sessionkit.ErrTooLarge, errors.New("SERVER_ERROR object too large")), "too_large", false},
 		{sessionkit.ErrTooManyFields, "too_many_fields", false},
-		{driver.Wrap("x", context.Canceled), "canceled", false},
-		{driver.Wrap("x", context.DeadlineExceeded), "canceled", false},
-		{driver.Wrap("x", errors.New("connection refused")), "unavailable", true},
+		{driver.Wrap(done, "x", context.Canceled), "canceled", false},
+		{driver.Wrap(done, "x", context.DeadlineExceeded), "canceled", false},
+		{driver.Wrap(context.Background(), "x", fmt.Errorf("connect: %w", context.DeadlineExceeded)), "unavailable", true}, // the client's own timeout
+		{driver.Wrap(context.Background(), "x", errors.New("connection refused")), "unavailable", true},
 		{errors.New("something else"), "other", true},
 	} {
 		t.Run(c.err.Error(), func(t *testing.T) {

@@ -67,7 +67,7 @@ func TestMiddlewareEmitsLifecycleEvents(t *testing.T) {
 
 	live := sessionCookie(t, f.do("/set?v=1", "")).Value
 	log.take()
-	f.store.fail = driver.Wrap("test", errors.New("connection refused"))
+	f.store.fail = driver.Wrap(context.Background(), "test", errors.New("connection refused"))
 	f.do("/get", live)
 	ev = log.take()
 	require.Equal(t, []sessionkit.EventKind{sessionkit.EventStoreError}, kinds(ev))

@@ -551,7 +551,7 @@ func TestDefaultErrorHandlerClassifiesAndLogsWithoutTheToken(t *testing.T) {
 		{sessionkit.ErrTooManyFields, http.StatusBadRequest},
 		{sessionkit.ErrEncode, http.StatusBadRequest},
 		{sessionkit.ErrRenewed, http.StatusConflict},
-		{driver.Wrap("redis", errors.New("i/o timeout")), http.StatusServiceUnavailable},
+		{driver.Wrap(context.Background(), "redis", errors.New("i/o timeout")), http.StatusServiceUnavailable},
 		{context.DeadlineExceeded, http.StatusServiceUnavailable},
 		{sessionkit.ErrDecode, http.StatusInternalServerError},
 	} {
@@ -612,7 +612,7 @@ func TestHeaderTransport(t *testing.T) {
 func TestStoreErrorReachesTheHandlerAndTheDefaultAnswerIs503WithoutToken(t *testing.T) {
 	f := newFixture(t, sessionkit.Options{})
 	token := sessionCookie(t, f.do("/set?v=1", "")).Value
-	f.store.fail = driver.Wrap("test", errors.New("connection refused"))
+	f.store.fail = driver.Wrap(context.Background(), "test", errors.New("connection refused"))
 	for _, path := range []string{"/get", "/set?v=2", "/del", "/login"} {
 		res := f.do(path, token)
 		require.Equal(t, http.StatusServiceUnavailable, res.StatusCode, path)

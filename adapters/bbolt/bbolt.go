@@ -228,21 +228,21 @@ func (s *Store) Sweep() (int, error) {
 		})
 		total += n
 		if err != nil || n < sweepBatch {
-			return total, wrap("sweep", err)
+			return total, wrap(context.Background(), "sweep", err)
 		}
 	}
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
-func wrap(op string, err error) error {
+func wrap(ctx context.Context, op string, err error) error {
 	switch {
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return driver.WrapAs("bbolt: "+op, sessionkit.ErrClosed, err)
 	case errors.Is(err, berrors.ErrValueTooLarge), errors.Is(err, berrors.ErrKeyTooLarge):
 		return driver.WrapAs("bbolt: "+op, sessionkit.ErrTooLarge, err)
 	}
-	return driver.Wrap("bbolt: "+op, err)
+	return driver.Wrap(ctx, "bbolt: "+op, err)
 }
 
 // meta is a session's metadata, all in Unix ms.
@@ -399,7 +399,7 @@ func lookup(tx *bolt.Tx, key []byte, now int64) (e entry, ok bool, err error) {
 // expired or damaged record found on the way is removed.
 func (s *Store) update(ctx context.Context, op, key string, fn func(tx *bolt.Tx, fields *bolt.Bucket, m meta) error) error {
 	if err := ctx.Err(); err != nil {
-		return driver.Wrap("bbolt: "+op, err)
+		return driver.Wrap(ctx, "bbolt: "+op, err)
 	}
 	var notFound bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -429,7 +429,7 @@ func (s *Store) update(ctx context.Context, op, key string, fn func(tx *bolt.Tx,
 	if err == nil && notFound {
 		return sessionkit.ErrNotFound
 	}
-	return wrap(op, err)
+	return wrap(ctx, op, err)
 }
 
 // has reports whether the bucket holds name. bbolt can return nil for an
@@ -457,7 +457,7 @@ func putFields(b *bolt.Bucket, fields []sessionkit.Field) error {
 // Create stores a new session; ErrExists if a live session or marker holds key.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
-		return driver.Wrap("bbolt: create", err)
+		return driver.Wrap(ctx, "bbolt: create", err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		k := []byte(key)
@@ -478,7 +478,7 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 		m.expires = now + m.ttl(now)
 		return putMeta(tx, k, m, 0)
 	})
-	return wrap("create", err)
+	return wrap(ctx, "create", err)
 }
 
 // Get returns the named fields' values.
@@ -649,9 +649,9 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 // and the session they lead to, in one transaction.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
-		return driver.Wrap("bbolt: destroy", err)
+		return driver.Wrap(ctx, "bbolt: destroy", err)
 	}
-	return wrap("destroy", s.db.Update(func(tx *bolt.Tx) error {
+	return wrap(ctx, "destroy", s.db.Update(func(tx *bolt.Tx) error {
 		now := ms(s.now())
 		k := []byte(key)
 		for range maxChain {
@@ -674,7 +674,7 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 // Count returns the number of live sessions (markers are not sessions).
 func (s *Store) Count(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, driver.Wrap("bbolt: count", err)
+		return 0, driver.Wrap(ctx, "bbolt: count", err)
 	}
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -686,7 +686,7 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 			return nil
 		})
 	})
-	return n, wrap("count", err)
+	return n, wrap(ctx, "count", err)
 }
 
 func init() { testhook.Register(func(s *Store) testhook.Hooks { return hooks{s} }) }
@@ -698,7 +698,7 @@ type hooks struct{ s *Store }
 // refreshing it, and false if there is none (expired or not). A session
 // whose metadata is missing or damaged has no expiry: it is reported with a
 // negative time and true.
-func (h hooks) TTL(_ context.Context, key string) (time.Duration, bool, error) {
+func (h hooks) TTL(ctx context.Context, key string) (time.Duration, bool, error) {
 	s := h.s
 	var expires int64
 	var damaged bool
@@ -715,7 +715,7 @@ func (h hooks) TTL(_ context.Context, key string) (time.Duration, bool, error) {
 	})
 	switch {
 	case err != nil:
-		return 0, false, wrap("ttl", err)
+		return 0, false, wrap(ctx, "ttl", err)
 	case damaged:
 		return -1, true, nil
 	case expires == 0:
@@ -727,8 +727,8 @@ func (h hooks) TTL(_ context.Context, key string) (time.Duration, bool, error) {
 
 // SetRaw writes one field of a session directly, without refreshing its
 // expiry, as a hand edit would.
-func (h hooks) SetRaw(_ context.Context, key, name string, value []byte) error {
-	return wrap("setraw", h.s.db.Update(func(tx *bolt.Tx) error {
+func (h hooks) SetRaw(ctx context.Context, key, name string, value []byte) error {
+	return wrap(ctx, "setraw", h.s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions).Bucket([]byte(key))
 		if b == nil {
 			return sessionkit.ErrNotFound

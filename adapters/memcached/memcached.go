@@ -404,13 +404,13 @@ func (s *Store) expiration(expires int64) int32 {
 	return int32(secs)
 }
 
-func wrap(op string, err error) error {
+func wrap(ctx context.Context, op string, err error) error {
 	if err != nil && strings.Contains(err.Error(), "SERVER_ERROR object too large") {
 		// gomemcache has no error value for a server's refusal: it is only
 		// in the text of the unexpected reply.
 		return driver.WrapAs("memcached: "+op, sessionkit.ErrTooLarge, err)
 	}
-	return driver.Wrap("memcached: "+op, err)
+	return driver.Wrap(ctx, "memcached: "+op, err)
 }
 
 // item encodes r for key, or fails with ErrTooLarge if the server would
@@ -444,10 +444,10 @@ func (s *Store) del(key string) error {
 // gone removes a dead item f found (if any) and reports the session gone.
 // Memcached has no delete-if-unchanged, so this is a plain delete: only a
 // concurrent Create of the very same key could be hurt by it.
-func (s *Store) gone(op string, f found) error {
+func (s *Store) gone(ctx context.Context, op string, f found) error {
 	if f.it != nil {
 		if err := s.del(f.it.Key); err != nil {
-			return wrap(op, err)
+			return wrap(ctx, op, err)
 		}
 	}
 	return sessionkit.ErrNotFound
@@ -464,11 +464,11 @@ func (s *Store) modify(ctx context.Context, op, key string, fn func(r *record) e
 	k := ItemKey(key)
 	for range casAttempts {
 		if err := ctx.Err(); err != nil {
-			return driver.Wrap("memcached: "+op, err)
+			return driver.Wrap(ctx, "memcached: "+op, err)
 		}
 		it, err := s.get(k)
 		if err != nil {
-			return wrap(op, err)
+			return wrap(ctx, op, err)
 		}
 		now := s.now().UnixMilli()
 		f := inspect(it, now)
@@ -476,7 +476,7 @@ func (s *Store) modify(ctx context.Context, op, key string, fn func(r *record) e
 		case f.mk != nil:
 			return sessionkit.ErrRenewed
 		case f.rec == nil:
-			return s.gone(op, f)
+			return s.gone(ctx, op, f)
 		}
 		r := f.rec
 		r.expires = now + r.ttl(now)
@@ -501,7 +501,7 @@ func (s *Store) modify(ctx context.Context, op, key string, fn func(r *record) e
 		case errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored):
 			// deleted meanwhile: read again
 		default:
-			return wrap(op, err)
+			return wrap(ctx, op, err)
 		}
 	}
 	return fmt.Errorf("memcached: %s: %w: no compare-and-swap won in %d attempts", op, sessionkit.ErrUnavailable, casAttempts)
@@ -513,15 +513,15 @@ func (s *Store) modify(ctx context.Context, op, key string, fn func(r *record) e
 func (s *Store) add(ctx context.Context, op string, it *memcache.Item) error {
 	for range casAttempts {
 		if err := ctx.Err(); err != nil {
-			return driver.Wrap("memcached: "+op, err)
+			return driver.Wrap(ctx, "memcached: "+op, err)
 		}
 		err := s.client.Add(it)
 		if !errors.Is(err, memcache.ErrNotStored) {
-			return wrap(op, err)
+			return wrap(ctx, op, err)
 		}
 		old, err := s.get(it.Key)
 		if err != nil {
-			return wrap(op, err)
+			return wrap(ctx, op, err)
 		}
 		if old == nil {
 			continue // gone meanwhile: add again
@@ -533,7 +533,7 @@ func (s *Store) add(ctx context.Context, op string, it *memcache.Item) error {
 		if err := s.client.CompareAndSwap(it); err == nil {
 			return nil
 		} else if !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrCacheMiss) && !errors.Is(err, memcache.ErrNotStored) {
-			return wrap(op, err)
+			return wrap(ctx, op, err)
 		}
 	}
 	return fmt.Errorf("memcached: %s: %w: no write won in %d attempts", op, sessionkit.ErrUnavailable, casAttempts)
@@ -686,12 +686,12 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 	ok, nk := ItemKey(oldKey), ItemKey(newKey)
 	for range casAttempts {
 		if err := ctx.Err(); err != nil {
-			return driver.Wrap("memcached: rename", err)
+			return driver.Wrap(ctx, "memcached: rename", err)
 		}
 		// 1. Both keys in one round trip.
 		items, err := s.client.GetMulti([]string{ok, nk})
 		if err != nil {
-			return wrap("rename", err)
+			return wrap(ctx, "rename", err)
 		}
 		now := s.now().UnixMilli()
 		from, to := inspect(items[ok], now), inspect(items[nk], now)
@@ -699,7 +699,7 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 		case from.mk != nil:
 			return sessionkit.ErrRenewed
 		case from.rec == nil:
-			return s.gone("rename", from)
+			return s.gone(ctx, "rename", from)
 		case to.live():
 			return sessionkit.ErrExists
 		}
@@ -718,14 +718,14 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 		case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored):
 			continue // written, renamed or destroyed meanwhile: look again
 		case err != nil:
-			return wrap("rename", err)
+			return wrap(ctx, "rename", err)
 		}
 		// Stopping now would lose the session: the context no longer counts.
 		ctx := context.WithoutCancel(ctx)
 
 		// 3. Copy.
 		if err := s.add(ctx, "rename", moved); errors.Is(err, sessionkit.ErrExists) {
-			return s.thaw(frozen, r)
+			return s.thaw(ctx, frozen, r)
 		} else if err != nil {
 			return err
 		}
@@ -733,13 +733,13 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 		// 4. Check that no Destroy went through the marker meanwhile.
 		it, err := s.get(ok)
 		if err != nil {
-			return wrap("rename", err)
+			return wrap(ctx, "rename", err)
 		}
 		if it != nil && bytes.Equal(it.Value, frozen.Value) {
 			return nil
 		}
 		if err := s.del(nk); err != nil {
-			return wrap("rename", err)
+			return wrap(ctx, "rename", err)
 		}
 		return sessionkit.ErrNotFound
 	}
@@ -749,10 +749,10 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 // thaw turns Rename's marker back into the session r when newKey turned out
 // to be taken, and returns ErrExists. If the marker is gone, a Destroy went
 // through it: the session is gone too.
-func (s *Store) thaw(frozen *memcache.Item, r *record) error {
+func (s *Store) thaw(ctx context.Context, frozen *memcache.Item, r *record) error {
 	it, err := s.get(frozen.Key)
 	if err != nil {
-		return wrap("rename", err)
+		return wrap(ctx, "rename", err)
 	}
 	if it == nil || !bytes.Equal(it.Value, frozen.Value) {
 		return sessionkit.ErrExists
@@ -762,7 +762,7 @@ func (s *Store) thaw(frozen *memcache.Item, r *record) error {
 		return err
 	}
 	if err := s.client.CompareAndSwap(back); err != nil && !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrCacheMiss) {
-		return wrap("rename", err)
+		return wrap(ctx, "rename", err)
 	}
 	return sessionkit.ErrExists
 }
@@ -772,11 +772,11 @@ func (s *Store) thaw(frozen *memcache.Item, r *record) error {
 // server: see the package doc, Destroy racing Rename.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
-		return driver.Wrap("memcached: destroy", err)
+		return driver.Wrap(ctx, "memcached: destroy", err)
 	}
 	k := ItemKey(key)
 	for range maxChain {
-		next, err := s.destroy(k)
+		next, err := s.destroy(ctx, k)
 		if next == "" || err != nil {
 			return err
 		}
@@ -787,19 +787,19 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 
 // destroy ends what key holds. On a marker it deletes it and returns the
 // item key it named, for Destroy to go on with.
-func (s *Store) destroy(k string) (next string, err error) {
+func (s *Store) destroy(ctx context.Context, k string) (next string, err error) {
 	for range casAttempts {
 		it, err := s.get(k)
 		if err != nil || it == nil {
-			return "", wrap("destroy", err)
+			return "", wrap(ctx, "destroy", err)
 		}
 		f := inspect(it, s.now().UnixMilli())
 		switch {
 		case f.mk != nil:
 			// The marker goes first, then what it names: see the package doc.
-			return ItemKey(f.mk.target), wrap("destroy", s.del(k))
+			return ItemKey(f.mk.target), wrap(ctx, "destroy", s.del(k))
 		case f.rec == nil:
-			return "", wrap("destroy", s.del(k))
+			return "", wrap(ctx, "destroy", s.del(k))
 		}
 		kill(f.rec)
 		dead, err := s.item(k, f.rec, it.CasID)
@@ -812,7 +812,7 @@ func (s *Store) destroy(k string) (next string, err error) {
 		case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored):
 			// written, renamed or deleted meanwhile: look again
 		default:
-			return "", wrap("destroy", err)
+			return "", wrap(ctx, "destroy", err)
 		}
 	}
 	return "", fmt.Errorf("memcached: destroy: %w: no compare-and-swap won in %d attempts", sessionkit.ErrUnavailable, casAttempts)

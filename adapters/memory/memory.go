@@ -70,7 +70,7 @@ func New(opts *Options) *Store {
 // ErrNotFound. It removes an expired record it finds. Call with s.mu held.
 func (s *Store) live(ctx context.Context, op, key string) (*record, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, driver.Wrap("memory: "+op, err)
+		return nil, driver.Wrap(ctx, "memory: "+op, err)
 	}
 	r := s.records[key]
 	if r == nil {
@@ -132,7 +132,7 @@ func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
 // the sweep interval has passed.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	if err := ctx.Err(); err != nil {
-		return driver.Wrap("memory: create", err)
+		return driver.Wrap(ctx, "memory: create", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -316,7 +316,7 @@ func minTime(a, b time.Time) time.Time {
 // markers lead to.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
-		return driver.Wrap("memory: destroy", err)
+		return driver.Wrap(ctx, "memory: destroy", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -334,7 +334,7 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 // Count returns the number of live sessions.
 func (s *Store) Count(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, driver.Wrap("memory: count", err)
+		return 0, driver.Wrap(ctx, "memory: count", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -114,8 +114,8 @@ func New(client redis.UniversalClient, opts *Options) *Store {
 	return &Store{client: client}
 }
 
-func wrap(op string, err error) error {
-	return driver.Wrap("redishash: "+op, err)
+func wrap(ctx context.Context, op string, err error) error {
+	return driver.Wrap(ctx, "redishash: "+op, err)
 }
 
 // ms is d in whole milliseconds, at least 1: a positive duration never
@@ -158,7 +158,7 @@ var errRetry = errors.New("redishash: retry")
 func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args ...any) (any, error) {
 	v, err := sc.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, wrap(ctx, op, err)
 	}
 	n, ok := v.(int64)
 	if !ok || n >= 0 {
@@ -176,7 +176,7 @@ func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []str
 	case replyRetry:
 		return nil, errRetry
 	}
-	return nil, wrap(op, fmt.Errorf("unexpected reply %d", n))
+	return nil, wrap(ctx, op, fmt.Errorf("unexpected reply %d", n))
 }
 
 // status runs a script whose result is an integer.
@@ -187,7 +187,7 @@ func (s *Store) status(ctx context.Context, op string, sc *redis.Script, key str
 	}
 	n, ok := v.(int64)
 	if !ok {
-		return 0, wrap(op, fmt.Errorf("unexpected reply %T", v))
+		return 0, wrap(ctx, op, fmt.Errorf("unexpected reply %T", v))
 	}
 	return n, nil
 }
@@ -200,7 +200,7 @@ func (s *Store) list(ctx context.Context, op string, sc *redis.Script, key strin
 	}
 	vals, ok := v.([]any)
 	if !ok {
-		return nil, wrap(op, fmt.Errorf("unexpected reply %T", v))
+		return nil, wrap(ctx, op, fmt.Errorf("unexpected reply %T", v))
 	}
 	return vals, nil
 }
@@ -220,7 +220,7 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 			return err
 		}
 	}
-	return wrap("create", errors.New("the key was corrupted again at every try"))
+	return wrap(ctx, "create", errors.New("the key was corrupted again at every try"))
 }
 
 // Get is sessionkit.Store.Get: one script, names read in HMGET chunks.
@@ -340,7 +340,7 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 			return nil
 		}
 		if err != nil {
-			return wrap("destroy", err)
+			return wrap(ctx, "destroy", err)
 		}
 		key = next
 	}

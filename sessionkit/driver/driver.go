@@ -24,17 +24,22 @@ import (
 )
 
 // Wrap classifies err, an error of the backend's client in operation op
-// ("redishash: get"): an error that already carries one of package
-// sessionkit's sentinels is returned as it is; a cancelled or expired
-// context comes back as the context's error; anything else as
-// sessionkit.ErrUnavailable. The last two still wrap err. nil stays nil.
-func Wrap(op string, err error) error {
+// ("redishash: get") called with ctx: an error that already carries one of
+// package sessionkit's sentinels is returned as it is; when ctx is done, the
+// error is the caller's (the context's error); anything else, a client's
+// own timeout included, is sessionkit.ErrUnavailable. The last two still
+// wrap err. nil stays nil.
+//
+// It asks ctx, not err: a client may time out with its own internal
+// context (pgx's connect_timeout does), and that is an outage, not the
+// caller giving up.
+func Wrap(ctx context.Context, op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case classified(err):
 		return err
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return WrapAs(op, sessionkit.ErrUnavailable, err)

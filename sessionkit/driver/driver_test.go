@@ -14,22 +14,30 @@ import (
 )
 
 func TestWrapClassifiesOnce(t *testing.T) {
-	require.NoError(t, driver.Wrap("op", nil))
+	ctx := t.Context()
+	require.NoError(t, driver.Wrap(ctx, "op", nil))
 
 	netErr := &net.OpError{Op: "dial", Err: errors.New("connection refused")}
-	err := driver.Wrap("redishash: get", netErr)
+	err := driver.Wrap(ctx, "redishash: get", netErr)
 	require.ErrorIs(t, err, sessionkit.ErrUnavailable)
 	var got *net.OpError
 	require.ErrorAs(t, err, &got, "the client's error stays reachable")
 
 	for _, ctxErr := range []error{context.Canceled, context.DeadlineExceeded} {
-		err := driver.Wrap("op", fmt.Errorf("client: %w", ctxErr))
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		err := driver.Wrap(done, "op", fmt.Errorf("client: %w", ctxErr))
 		require.ErrorIs(t, err, ctxErr)
-		require.NotErrorIs(t, err, sessionkit.ErrUnavailable, "a done context is not an outage")
+		require.NotErrorIs(t, err, sessionkit.ErrUnavailable, "the caller's done context is not an outage")
+
+		// The same error from a client's own timeout (pgx's connect_timeout
+		// runs on an internal context) while the caller's context is live.
+		err = driver.Wrap(ctx, "postgres: get", fmt.Errorf("failed to connect: timeout: %w", ctxErr))
+		require.ErrorIs(t, err, sessionkit.ErrUnavailable, "a client's own timeout is an outage")
 	}
 
 	for _, outcome := range []error{sessionkit.ErrNotFound, sessionkit.ErrRenewed, sessionkit.ErrTooLarge} {
-		require.Equal(t, outcome, driver.Wrap("op", outcome), "a contract outcome passes through unchanged")
+		require.Equal(t, outcome, driver.Wrap(ctx, "op", outcome), "a contract outcome passes through unchanged")
 	}
 
 	err = driver.WrapAs("memcached: set", sessionkit.ErrTooLarge, netErr)
