@@ -17,6 +17,7 @@ import (
 	"github.com/kataras/iris/v12"
 	irissessions "github.com/kataras/iris/v12/sessions"
 	irisredis "github.com/kataras/iris/v12/sessions/sessiondb/redis"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/sessionkit/adapters/redishash"
 	"github.com/sessionkit/sessionkit/internal/testhook"
@@ -111,7 +112,8 @@ func countK(keys []string) int {
 // middleware, no token check or hashing, no codec.
 func newRawFloor(addr string) *contender {
 	client := newGoRedis(addr)
-	create, get, set, keys := testhook.RedisScript("create"), testhook.RedisScript("get"), testhook.RedisScript("set"), testhook.RedisScript("keys")
+	script := func(op string) *redis.Script { return testhook.RedisScript(op).(*redis.Script) }
+	create, get, set, keys := script("create"), script("get"), script("set"), script("keys")
 	maxFields := sessionkit.DefaultMaxFields
 	key := func(r *http.Request) []string {
 		c, err := r.Cookie("raw")

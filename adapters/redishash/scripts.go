@@ -287,7 +287,7 @@ return false
 // the Store sends, such as the raw go-redis floor in bench/; they reach
 // them through internal/testhook, not through this package's API.
 func init() {
-	testhook.RegisterRedisScripts(map[string]*redis.Script{
+	testhook.RegisterRedisScripts(map[string]any{
 		"create": createScript, "get": getScript, "getall": getAllScript, "keys": keysScript,
 		"has": hasScript, "len": lenScript, "set": setScript, "delete": deleteScript,
 		"clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript,

@@ -11,8 +11,6 @@ import (
 	"reflect"
 	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Hooks are a store's test hooks.
@@ -53,12 +51,14 @@ func Of(store any) Hooks {
 	return fn(store)
 }
 
-var redisScripts map[string]*redis.Script
+var redisScripts map[string]any
 
-// RegisterRedisScripts records the redishash scripts by operation; the
-// redishash package calls it from init.
-func RegisterRedisScripts(scripts map[string]*redis.Script) { redisScripts = scripts }
+// RegisterRedisScripts records the redishash scripts (*redis.Script) by
+// operation; the redishash package calls it from init. They are kept as
+// any so that the in-process stores, which import this package too, do not
+// link a Redis client.
+func RegisterRedisScripts(scripts map[string]any) { redisScripts = scripts }
 
 // RedisScript returns the script redishash runs for op ("get", "set", …),
-// or nil for an unknown op. Import the redishash package first.
-func RedisScript(op string) *redis.Script { return redisScripts[op] }
+// a *redis.Script, or nil for an unknown op. Import redishash first.
+func RedisScript(op string) any { return redisScripts[op] }
