@@ -16,6 +16,7 @@ func TestBadPostgresURLs(t *testing.T) {
 		"postgres://u:s3cret@h/db?migrate=maybe",
 		"postgres://u:s3cret@h/db?table_prefix=drop;table",
 		"postgresql://u:s3cret@h/db?table_prefix=1x",
+		"postgres://u:s3cret@h/db?table_prefix=Web_",
 		"postgres://u:s3cret@h/db?sslmode=sometimes",
 		"postgres://u:s3cret@h/db?pool_max_conns=0",
 	} {

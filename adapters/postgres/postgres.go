@@ -98,8 +98,10 @@ const (
 // Options configures a Store. The zero value means defaults.
 type Options struct {
 	// TablePrefix starts the names of the tables, indexes and constraints:
-	// a letter or underscore, then letters, digits or underscores, at most
-	// 40 bytes. Default DefaultTablePrefix. To put the tables in another
+	// a lower-case letter or underscore, then lower-case letters, digits or
+	// underscores, at most 40 bytes. (PostgreSQL folds unquoted names to
+	// lower case, and the store recognises a constraint that trips by its
+	// name.) Default DefaultTablePrefix. To put the tables in another
 	// schema, set search_path in the connection string.
 	TablePrefix string
 	// AutoMigrate runs Migrate before the first operation (and again
@@ -113,7 +115,7 @@ type Options struct {
 	SweepBatch int
 }
 
-var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
+var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 
 // Store is a sessionkit.Store on PostgreSQL. It implements
 // sessionkit.Counter and io.Closer; operations after Close return
@@ -148,7 +150,7 @@ func New(pool *pgxpool.Pool, opts *Options) (*Store, error) {
 		o.TablePrefix = DefaultTablePrefix
 	}
 	if !prefixPattern.MatchString(o.TablePrefix) {
-		return nil, fmt.Errorf("postgres: table prefix %q: want a letter or underscore, then letters, digits or underscores, at most 40 bytes", o.TablePrefix)
+		return nil, fmt.Errorf("postgres: table prefix %q: want a lower-case letter or underscore, then lower-case letters, digits or underscores, at most 40 bytes", o.TablePrefix)
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
