@@ -142,6 +142,9 @@ var (
 // does not contact the database. The Store does not own the pool: Close
 // stops the sweeper, and closing the pool is the caller's job.
 func New(pool *pgxpool.Pool, opts *Options) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("postgres: nil pool")
+	}
 	var o Options
 	if opts != nil {
 		o = *opts

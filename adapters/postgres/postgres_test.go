@@ -365,6 +365,12 @@ func TestBadPrefixIsRefused(t *testing.T) {
 	}
 }
 
+func TestNilPoolIsRefused(t *testing.T) {
+	s, err := postgres.New(nil, &postgres.Options{SweepInterval: time.Millisecond})
+	require.ErrorContains(t, err, "nil pool")
+	require.Nil(t, s, "no store, so no sweeper to panic on the nil pool")
+}
+
 func TestNamesPostgreSQLCannotStore(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := t.Context()
