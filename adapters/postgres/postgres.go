@@ -57,9 +57,11 @@
 // from its creation: the kinds of damage that the store contract removes on
 // sight cannot be written, by hand or otherwise. Field values are opaque
 // bytes, never decoded. What the schema cannot catch are values that are
-// well-formed but wrong: a non-negative nfields that miscounts (it skews Len
-// and Set's limit for that session, nothing else), or a creation time in
-// the future.
+// well-formed but wrong: a creation time in the future, or a field count
+// (nfields) edited by hand. The count is the store's own, never recounted:
+// one edited by hand stays off by as much until the session ends (Delete
+// and Clear subtract what they delete, never going below zero), so Len
+// reports it and Set's limit counts it; no operation fails on it.
 //
 // # Errors
 //
@@ -402,7 +404,7 @@ func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 }
 
 func (s *Store) Clear(ctx context.Context, key string) error {
-	return s.run(ctx, "clear", s.q.clear, []any{key})
+	return s.run(ctx, "clear", s.q.del, []any{key, nil}) // NULL: every name
 }
 
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {

@@ -163,6 +163,31 @@ func TestHandEditsThatWouldCorruptAreRefused(t *testing.T) {
 	require.Equal(t, []byte("1"), vals[0])
 }
 
+// nfields is the store's own count, which the schema cannot check against
+// the rows. A count edited by hand stays off by as much, floored at zero,
+// and never makes an operation fail.
+func TestAHandEditedFieldCountNeverMakesOperationsFail(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", append(field("a", "1"), field("b", "2")...), long))
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET nfields = 0`), "an undercount")
+	require.NoError(t, f.Delete(ctx, "k", "a"))
+	require.NoError(t, f.Delete(ctx, "k", "a"))
+	require.NoError(t, f.Clear(ctx, "k"))
+	n, err := f.Len(ctx, "k")
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Zero(t, f.scalar(t, `SELECT count(*) FROM %sfields`), "the fields are gone")
+
+	require.NoError(t, f.Set(ctx, "k", field("a", "1"), 0))
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET nfields = 10`), "an overcount by 9")
+	require.ErrorIs(t, f.Set(ctx, "k", field("b", "2"), 10), sessionkit.ErrTooManyFields, "the limit counts it")
+	require.NoError(t, f.Clear(ctx, "k"))
+	n, err = f.Len(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, 9, n, "it stays off by as much")
+}
+
 func TestConcurrentWritersHoldTheFieldLimit(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := t.Context()

@@ -129,9 +129,9 @@ func sweepAfter(e string) string { return binStart + e + binEnd }
 
 // queries are the statements of one table prefix.
 type queries struct {
-	schema                                                                 string
-	create, get, getOne, getAll, keys, has, length, set, del, clear, touch string
-	setExpiry, rename, destroy, count, sweep                               string
+	schema                                                          string
+	create, get, getOne, getAll, keys, has, length, set, del, touch string
+	setExpiry, rename, destroy, count, sweep                        string
 
 	prefix       string
 	nfieldsCheck string // the constraint that Set's limit trips
@@ -202,19 +202,15 @@ func newQueries(prefix string) *queries {
 		FROM s, n WHERE t.id = s.id AND s.here)
 	SELECT ` + status,
 
-		// del: $2 names. It subtracts what it deleted from the count.
+		// del: $2 the names, or NULL for every field (Clear). It subtracts
+		// what it deleted from the count rather than recounting: a field
+		// that a writer committed while this statement waited for the lock
+		// is not in its snapshot, so it survives, and must stay counted. The
+		// count never goes below zero, however a hand edit left it.
 		del: `WITH ` + snapCTE + `, ` + lockCTE + `,
-	d AS (DELETE FROM {p}fields WHERE session_id = (SELECT id FROM s WHERE here) AND name = ANY ($2::text[]) RETURNING 1),
-	u AS (UPDATE {p}sessions t SET ` + setRefresh + `, nfields = t.nfields - (SELECT count(*) FROM d)
-		FROM s WHERE t.id = s.id AND s.here)
-	SELECT ` + status,
-
-		// clear subtracts what it deleted rather than writing 0: a field that
-		// a writer committed while this statement waited for the lock is not
-		// in its snapshot, so it survives, and must stay counted.
-		clear: `WITH ` + snapCTE + `, ` + lockCTE + `,
-	d AS (DELETE FROM {p}fields WHERE session_id = (SELECT id FROM s WHERE here) RETURNING 1),
-	u AS (UPDATE {p}sessions t SET ` + setRefresh + `, nfields = t.nfields - (SELECT count(*) FROM d)
+	d AS (DELETE FROM {p}fields WHERE session_id = (SELECT id FROM s WHERE here)
+		AND ($2::text[] IS NULL OR name = ANY ($2::text[])) RETURNING 1),
+	u AS (UPDATE {p}sessions t SET ` + setRefresh + `, nfields = greatest(t.nfields - (SELECT count(*) FROM d), 0)
 		FROM s WHERE t.id = s.id AND s.here)
 	SELECT ` + status,
 
@@ -271,7 +267,7 @@ func newQueries(prefix string) *queries {
 	r := strings.NewReplacer("{p}", prefix,
 		"{marker_ttl}", fmt.Sprintf("interval '%d microseconds'", sessionkit.RenewMarkerTTL.Microseconds()))
 	for _, s := range []*string{&q.schema, &q.create, &q.get, &q.getOne, &q.getAll, &q.keys, &q.has, &q.length,
-		&q.set, &q.del, &q.clear, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweep} {
+		&q.set, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweep} {
 		*s = r.Replace(*s)
 	}
 	return q
