@@ -26,22 +26,23 @@ import (
 
 var benchPrefixes atomic.Int64
 
-// benchStore is a migrated store under a fresh prefix, with no sweeper, on
-// a pool of its own, of one connection: the calls are sequential anyway,
-// and the server's CPU time is then that of one process.
-func benchStore(b *testing.B) (*Store, *pgxpool.Pool) {
+// benchStore is a migrated store under a fresh prefix (returned too), with
+// no sweeper, on a pool of its own, of one connection: the calls are
+// sequential anyway, and the server's CPU time is then that of one process.
+func benchStore(b *testing.B) (s *Store, pool *pgxpool.Pool, prefix string) {
 	b.Helper()
 	cfg, err := pgxpool.ParseConfig(testserver.Postgres(b).URL)
 	if err != nil {
 		b.Fatal(err)
 	}
 	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	s, err := New(pool, &Options{TablePrefix: fmt.Sprintf("bench%d_", benchPrefixes.Add(1)), SweepInterval: -1})
+	prefix = fmt.Sprintf("bench%d_", benchPrefixes.Add(1))
+	s, err = New(pool, &Options{TablePrefix: prefix, SweepInterval: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,13 +50,13 @@ func benchStore(b *testing.B) (*Store, *pgxpool.Pool) {
 	if err := s.Migrate(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	return s, pool
+	return s, pool, prefix
 }
 
 // BenchmarkStore is the shared store benchmark (Get, Set, GetAll on
 // sessions of 10 and 1,000 fields).
 func BenchmarkStore(b *testing.B) {
-	s, _ := benchStore(b)
+	s, _, _ := benchStore(b)
 	adaptertest.Benchmark(b, s)
 }
 
@@ -77,9 +78,8 @@ func BenchmarkStore(b *testing.B) {
 // 1,000 calls of each, every figure is the median over the rounds, and a
 // ratio is taken within a round. Run it with -benchtime 1x.
 func BenchmarkFloor(b *testing.B) {
-	s, pool := benchStore(b)
+	s, pool, p := benchStore(b)
 	ctx := context.Background()
-	p := s.q.prefix
 	var backend int
 	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
 		b.Fatal(err)
@@ -235,7 +235,7 @@ func BenchmarkFootprint(b *testing.B) {
 	const sessions = 2000
 	for _, sh := range []struct{ fields, size int }{{1, 32}, {10, 32}, {100, 32}, {1, 64}, {10, 64}, {100, 64}} {
 		b.Run(fmt.Sprintf("fields=%d/size=%d", sh.fields, sh.size), func(b *testing.B) {
-			s, pool := benchStore(b)
+			s, pool, p := benchStore(b)
 			ctx := context.Background()
 			m, err := sessionkit.New(&sessionkit.Options{Store: s, IdleTimeout: time.Hour})
 			if err != nil {
@@ -245,7 +245,6 @@ func BenchmarkFootprint(b *testing.B) {
 			for i := range sh.fields {
 				values[fmt.Sprintf("attr%03d", i)] = strings.Repeat("v", sh.size)
 			}
-			p := s.q.prefix
 			size := func() float64 {
 				var n int64
 				if _, err := pool.Exec(ctx, `VACUUM ANALYZE `+p+`sessions, `+p+`fields`); err != nil {
@@ -292,12 +291,12 @@ func BenchmarkFootprint(b *testing.B) {
 // sessions of 10 fields each (with their 100,000 field rows), in batches
 // of DefaultSweepBatch, from tables that also hold 10,000 live sessions.
 func BenchmarkSweep(b *testing.B) {
-	s, pool := benchStore(b)
+	s, pool, prefix := benchStore(b)
 	const n = 10_000
-	fill(b, pool, s.q.prefix, "live", time.Hour, n)
+	fill(b, pool, prefix, "live", time.Hour, n)
 	for b.Loop() {
 		b.StopTimer()
-		fill(b, pool, s.q.prefix, "expired", -time.Hour, n)
+		fill(b, pool, prefix, "expired", -time.Hour, n)
 		b.StartTimer()
 		got, err := s.Sweep(context.Background())
 		if err != nil {

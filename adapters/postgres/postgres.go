@@ -289,7 +289,7 @@ func (s *Store) wrap(ctx context.Context, op string, err error) error {
 			sentinel = sessionkit.ErrTooLarge
 		}
 		if sentinel != nil {
-			return fmt.Errorf("postgres: %s: %w: %w", op, sentinel, err)
+			return driver.WrapAs("postgres: "+op, sentinel, err)
 		}
 	}
 	return driver.Wrap(ctx, "postgres: "+op, err)

@@ -133,7 +133,6 @@ type queries struct {
 	create, get, getOne, getAll, keys, has, length, set, del, touch string
 	setExpiry, rename, destroy, count, sweep                        string
 
-	prefix       string
 	nfieldsCheck string // the constraint that Set's limit trips
 	keyUnique    string // the constraint that a taken key trips
 }
@@ -141,7 +140,6 @@ type queries struct {
 func newQueries(prefix string) *queries {
 	q := &queries{
 		schema:       schema,
-		prefix:       prefix,
 		nfieldsCheck: prefix + "sessions_nfields",
 		keyUnique:    prefix + "sessions_key",
 
