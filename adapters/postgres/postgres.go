@@ -79,10 +79,12 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -107,7 +109,8 @@ type Options struct {
 	// schema, set search_path in the connection string.
 	TablePrefix string
 	// AutoMigrate runs Migrate before the first operation (and again
-	// before the next one, if it failed).
+	// before the next one, if it failed). Operations that come meanwhile
+	// wait for it as long as their context allows.
 	AutoMigrate bool
 	// SweepInterval is the time between two sweeps of expired rows.
 	// Default DefaultSweepInterval; negative: no sweeper (call Sweep).
@@ -127,8 +130,9 @@ type Store struct {
 	q     *queries
 	batch int
 
-	migrated  atomic.Bool // no Migrate pending before the next operation
-	migrateMu sync.Mutex
+	migrated  atomic.Bool   // no Migrate pending before the next operation
+	migrateMu sync.Mutex    // guards migrating
+	migrating chan struct{} // closed when the pending Migrate under way ends; nil if none
 	closed    atomic.Bool
 
 	stopSweeper context.CancelFunc
@@ -173,25 +177,93 @@ func New(pool *pgxpool.Pool, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-// Migrate creates the tables and indexes if they do not exist, in one
-// transaction; concurrent calls, from any process, wait for each other.
+// Migrate creates the tables and indexes that do not exist. It looks in the
+// catalog first, taking no lock, and changes nothing if they all exist, so
+// it may run on every start. Otherwise it makes the missing ones in one
+// transaction, after any other process's Migrate. DDL on a table in use
+// waits for its users, and stops all its traffic while it waits: past half
+// a second it gives up (ErrUnavailable, SQLSTATE 55P03).
 func (s *Store) Migrate(ctx context.Context) error {
 	if err := s.usable(ctx, "migrate"); err != nil {
 		return err
 	}
-	s.migrateMu.Lock()
-	defer s.migrateMu.Unlock()
-	return s.migrate(ctx)
+	err := s.migrate(ctx)
+	if err == nil {
+		s.migrated.Store(true)
+	}
+	return s.wrap(ctx, "migrate", err)
 }
 
-// migrate runs the schema; the caller holds migrateMu.
+// migrateLockTimeout bounds how long the migration's DDL waits for a lock
+// on a table in use. PostgreSQL queues every later user of the table behind
+// the waiting DDL, so this is how long a migration can stop the sessions'
+// traffic.
+const migrateLockTimeout = 500 * time.Millisecond
+
+// migrate makes the missing tables and indexes.
 func (s *Store) migrate(ctx context.Context) error {
-	// No arguments: pgx sends it as a simple query, whose statements
-	// PostgreSQL runs as one transaction.
-	if _, err := s.pool.Exec(ctx, s.q.schema); err != nil {
-		return s.wrap(ctx, "migrate", err)
+	missing, err := s.missing(ctx, s.pool)
+	if err != nil || len(missing) == 0 {
+		return err
 	}
-	s.migrated.Store(true)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Wait for another process's migration (as long as ctx allows),
+		// then look again: it may have made everything.
+		if _, err := tx.Exec(ctx, s.q.migrateLock); err != nil {
+			return err
+		}
+		missing, err := s.missing(ctx, tx)
+		if err != nil || len(missing) == 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", migrateLockTimeout.Milliseconds()))
+		for _, o := range s.q.schema {
+			if err == nil && slices.Contains(missing, o.name) {
+				_, err = tx.Exec(ctx, o.ddl)
+			}
+		}
+		return err
+	})
+}
+
+// missing returns the tables and indexes that the catalog does not have.
+func (s *Store) missing(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) ([]string, error) {
+	var names []string
+	err := db.QueryRow(ctx, missingSQL, s.q.objects).Scan(&names)
+	return names, err
+}
+
+// autoMigrate runs the Migrate that Options.AutoMigrate leaves pending
+// before the first operation. Concurrent operations wait for one Migrate,
+// each as long as its ctx allows; if it fails, the next operation runs it
+// again.
+func (s *Store) autoMigrate(ctx context.Context) error {
+	for !s.migrated.Load() {
+		s.migrateMu.Lock()
+		running := s.migrating
+		if running == nil {
+			mine := make(chan struct{})
+			s.migrating = mine
+			s.migrateMu.Unlock()
+			err := s.migrate(ctx)
+			if err == nil {
+				s.migrated.Store(true)
+			}
+			s.migrateMu.Lock()
+			s.migrating = nil
+			s.migrateMu.Unlock()
+			close(mine)
+			return err
+		}
+		s.migrateMu.Unlock()
+		select {
+		case <-running:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 
@@ -224,19 +296,21 @@ func (s *Store) sweeper(ctx context.Context, every time.Duration) {
 // counted). A row is deleted once the minute in which it expired is over
 // (see sweep_after in schema.go); until then it is invisible, like any
 // expired row. The background sweeper calls Sweep; operators may too.
-func (s *Store) Sweep(ctx context.Context) (int, error) {
-	if err := s.check(ctx, "sweep"); err != nil {
-		return 0, err
-	}
-	return s.sweep(ctx)
+func (s *Store) Sweep(ctx context.Context) (n int, err error) {
+	err = s.do(ctx, "sweep", func(ctx context.Context) error {
+		n, err = s.sweep(ctx)
+		return err
+	})
+	return n, err
 }
 
+// sweep is Sweep, with its errors unclassified.
 func (s *Store) sweep(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		tag, err := s.pool.Exec(ctx, s.q.sweep, s.batch)
 		if err != nil {
-			return total, s.wrap(ctx, "sweep", err)
+			return total, err
 		}
 		n := int(tag.RowsAffected())
 		total += n
@@ -257,17 +331,19 @@ func (s *Store) usable(ctx context.Context, op string) error {
 	return nil
 }
 
-// check is usable, and runs a pending Migrate (Options.AutoMigrate) first.
-func (s *Store) check(ctx context.Context, op string) error {
-	if err := s.usable(ctx, op); err != nil || s.migrated.Load() {
+// do runs one operation, op, after a pending Migrate
+// (Options.AutoMigrate), and classifies its error.
+func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context) error) error {
+	if err := s.usable(ctx, op); err != nil {
 		return err
 	}
-	s.migrateMu.Lock()
-	defer s.migrateMu.Unlock()
-	if s.migrated.Load() { // another operation migrated meanwhile
-		return nil
+	err := s.autoMigrate(ctx)
+	if err != nil {
+		err = fmt.Errorf("migrate: %w", err)
+	} else {
+		err = f(ctx)
 	}
-	return s.migrate(ctx)
+	return s.wrap(ctx, op, err)
 }
 
 // wrap classifies an error of pgx.
@@ -298,25 +374,23 @@ func (s *Store) wrap(ctx context.Context, op string, err error) error {
 // run runs a statement that answers one row whose first column is a status,
 // scanning the other columns into dest.
 func (s *Store) run(ctx context.Context, op, query string, args []any, dest ...any) error {
-	if err := s.check(ctx, op); err != nil {
-		return err
-	}
-	var st int
-	err := s.pool.QueryRow(ctx, query, args...).Scan(append([]any{&st}, dest...)...)
-	if err != nil {
-		return s.wrap(ctx, op, err)
-	}
-	switch st {
-	case statusOK:
-		return nil
-	case statusNotFound:
-		return sessionkit.ErrNotFound
-	case statusRenewed:
-		return sessionkit.ErrRenewed
-	case statusExists:
-		return sessionkit.ErrExists
-	}
-	return fmt.Errorf("postgres: %s: %w: unknown status %d", op, sessionkit.ErrUnavailable, st)
+	return s.do(ctx, op, func(ctx context.Context) error {
+		var st int
+		if err := s.pool.QueryRow(ctx, query, args...).Scan(append([]any{&st}, dest...)...); err != nil {
+			return err
+		}
+		switch st {
+		case statusOK:
+			return nil
+		case statusNotFound:
+			return sessionkit.ErrNotFound
+		case statusRenewed:
+			return sessionkit.ErrRenewed
+		case statusExists:
+			return sessionkit.ErrExists
+		}
+		return fmt.Errorf("unknown status %d", st)
+	})
 }
 
 // columns splits fields into the two arrays the statements take.
@@ -422,19 +496,16 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 }
 
 func (s *Store) Destroy(ctx context.Context, key string) error {
-	if err := s.check(ctx, "destroy"); err != nil {
+	return s.do(ctx, "destroy", func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, s.q.destroy, key)
 		return err
-	}
-	_, err := s.pool.Exec(ctx, s.q.destroy, key)
-	return s.wrap(ctx, "destroy", err)
+	})
 }
 
 // Count returns the number of live sessions (markers not counted).
-func (s *Store) Count(ctx context.Context) (int, error) {
-	if err := s.check(ctx, "count"); err != nil {
-		return 0, err
-	}
-	var n int
-	err := s.pool.QueryRow(ctx, s.q.count).Scan(&n)
-	return n, s.wrap(ctx, "count", err)
+func (s *Store) Count(ctx context.Context) (n int, err error) {
+	err = s.do(ctx, "count", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, s.q.count).Scan(&n)
+	})
+	return n, err
 }

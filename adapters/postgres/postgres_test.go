@@ -380,6 +380,121 @@ func TestAutoMigrateCreatesTheTablesOnFirstUse(t *testing.T) {
 	require.Equal(t, 4, n)
 }
 
+// waitForLockWaits waits until n backends wait for a lock of the kind
+// (pg_stat_activity.wait_event: "relation" for a table, "advisory").
+func waitForLockWaits(t *testing.T, pool *pgxpool.Pool, kind string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND wait_event = $1`, kind).Scan(&waiting))
+		return waiting >= n
+	}, 10*time.Second, time.Millisecond, "%d backends waiting for a lock on a %s", n, kind)
+}
+
+// holdRow starts a transaction that holds the row of key, as any writer
+// does for the length of its transaction, and ends it at the test's end.
+func (f *fixture) holdRow(t *testing.T, key string) (release func()) {
+	tx, err := f.pool.Begin(t.Context())
+	require.NoError(t, err)
+	_, err = tx.Exec(t.Context(), `UPDATE `+f.prefix+`sessions SET nfields = nfields WHERE key = $1`, key)
+	require.NoError(t, err)
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback(context.Background()) }) }
+	t.Cleanup(release)
+	return release
+}
+
+// A table lock that DDL waits for queues every later writer of the table
+// behind it. On tables that are all there, a new process's AutoMigrate
+// therefore runs no DDL at all.
+func TestAutoMigrateOfMigratedTablesWaitsForNoWriter(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "held", nil, long))
+	require.NoError(t, f.Create(ctx, "other", field("a", "1"), long))
+	f.holdRow(t, "held")
+
+	fresh, err := postgres.New(f.pool, &postgres.Options{TablePrefix: f.prefix, AutoMigrate: true, SweepInterval: -1})
+	require.NoError(t, err)
+	defer fresh.Close()
+	c, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = fresh.Get(c, "other", "a")
+	require.NoError(t, err, "a new process's first operation, which migrates")
+}
+
+// When DDL must run on a table in use (an index is missing), it gives up
+// soon rather than stop the traffic queued behind it; a later Migrate
+// makes the index.
+func TestAMigrationThatMustWaitForAWriterGivesUpSoon(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "held", nil, long))
+	require.NoError(t, f.Create(ctx, "other", field("a", "1"), long))
+	require.NoError(t, f.exec(t, `DROP INDEX %ssessions_sweep`))
+	release := f.holdRow(t, "held")
+
+	start := time.Now()
+	migrated := make(chan error, 1)
+	go func() { migrated <- f.Migrate(ctx) }()
+	waitForLockWaits(t, f.pool, "relation", 1)
+	c, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := f.Get(c, "other", "a")
+	require.NoError(t, err, "an operation that came after the waiting DDL")
+	err = <-migrated
+	t.Logf("the migration gave up after %v", time.Since(start).Round(time.Millisecond))
+	require.ErrorIs(t, err, sessionkit.ErrUnavailable)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "55P03", pgErr.Code, "lock_not_available")
+
+	release()
+	require.NoError(t, f.Migrate(ctx), "once the writer is done")
+	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM pg_indexes WHERE indexname = '%ssessions_sweep'`))
+}
+
+// Operations that wait for another's migration (Options.AutoMigrate) wait
+// only as long as their context allows.
+func TestAnOperationWaitingForTheMigrationHonoursItsContext(t *testing.T) {
+	pool := db(t)
+	ctx := t.Context()
+	prefix := fmt.Sprintf("t%d_", prefixes.Add(1))
+	// Another process is migrating the same tables, and holds the lock.
+	other, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	var once sync.Once
+	done := func() { once.Do(func() { _ = other.Rollback(context.Background()) }) }
+	defer done()
+	_, err = other.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sessionkit migrate ' || $1))`, prefix)
+	require.NoError(t, err)
+	// Before the fix an operation waited for the migration whatever its
+	// context said, so this test would wait for ever: the other process
+	// gives up after a while.
+	time.AfterFunc(5*time.Second, done)
+
+	s, err := postgres.New(pool, &postgres.Options{TablePrefix: prefix, AutoMigrate: true, SweepInterval: -1})
+	require.NoError(t, err)
+	defer s.Close()
+	first := make(chan error, 1)
+	go func() { first <- s.Create(ctx, "k", field("a", "1"), long) }()
+	waitForLockWaits(t, pool, "advisory", 1)
+
+	c, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.Get(c, "k", "a")
+	took := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller's own deadline")
+	require.Less(t, took, time.Second, "it returned at its deadline")
+
+	done()
+	require.NoError(t, <-first, "the first operation migrates once the other process is done")
+	_, err = s.Get(ctx, "k", "a")
+	require.NoError(t, err)
+}
+
 func TestBadPrefixIsRefused(t *testing.T) {
 	pool := db(t)
 	// PostgreSQL folds unquoted names to lower case, so an upper-case

@@ -2,15 +2,18 @@ package postgres
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
-// schema creates the two tables, idempotently. It runs as one multi-statement
-// query, which PostgreSQL runs as one transaction; the advisory lock keeps
-// two processes migrating at once from colliding in the catalog (concurrent
-// CREATE TABLE IF NOT EXISTS can fail on pg_type's unique index).
+// schema is the tables and indexes, each with the DDL that makes it, in
+// the order to make them. Migrate looks each name up in the catalog and
+// runs the DDL of the missing ones only: DDL on a table takes a lock that
+// waits for every transaction using the table, and PostgreSQL queues every
+// later user of the table behind the waiting DDL (even CREATE INDEX IF NOT
+// EXISTS takes it when the index exists), so DDL that need not run must not.
 //
 // Every operation refreshes its session's expiry, so a session's row is
 // updated on every read. The schema keeps that update "HOT" (heap-only: the
@@ -38,10 +41,8 @@ import (
 //   - fields primary key (session_id, name): a read or write of a field is
 //     one index probe, a whole session one range scan, and deleting a
 //     session cascades to its fields through it.
-const schema = `
-SELECT pg_advisory_xact_lock(hashtext('sessionkit migrate {p}'));
-
-CREATE TABLE IF NOT EXISTS {p}sessions (
+var schema = []object{
+	{"{p}sessions", `CREATE TABLE IF NOT EXISTS {p}sessions (
 	id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	key         text        NOT NULL,
 	created     timestamptz NOT NULL,
@@ -58,17 +59,31 @@ CREATE TABLE IF NOT EXISTS {p}sessions (
 	CONSTRAINT {p}sessions_nfields CHECK (nfields >= 0),
 	CONSTRAINT {p}sessions_marker CHECK ((renamed_to IS NULL) = (record IS NULL) AND (record IS NULL
 		OR (renamed_to <> '' AND nfields = 0 AND absolute <= {marker_ttl})))
-) WITH (fillfactor = 80);
-CREATE INDEX IF NOT EXISTS {p}sessions_sweep ON {p}sessions (sweep_after);
-CREATE INDEX IF NOT EXISTS {p}sessions_record ON {p}sessions (record) WHERE record IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS {p}fields (
+) WITH (fillfactor = 80)`},
+	{"{p}sessions_sweep", `CREATE INDEX IF NOT EXISTS {p}sessions_sweep ON {p}sessions (sweep_after)`},
+	{"{p}sessions_record", `CREATE INDEX IF NOT EXISTS {p}sessions_record ON {p}sessions (record) WHERE record IS NOT NULL`},
+	{"{p}fields", `CREATE TABLE IF NOT EXISTS {p}fields (
 	session_id bigint NOT NULL REFERENCES {p}sessions (id) ON DELETE CASCADE,
 	name       text   NOT NULL,
 	value      bytea  NOT NULL,
 	PRIMARY KEY (session_id, name)
-);
-`
+)`},
+}
+
+// object is a table or an index, and the DDL that makes it.
+type object struct{ name, ddl string }
+
+// The migration's own statements.
+const (
+	// missingSQL: of the names in $1, those the catalog does not have.
+	// to_regclass takes no lock.
+	missingSQL = `SELECT coalesce(array_agg(n), '{}') FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL`
+
+	// migrateLockSQL keeps two processes from migrating at once, which
+	// could collide in the catalog (concurrent CREATE TABLE IF NOT EXISTS
+	// can fail on pg_type's unique index).
+	migrateLockSQL = `SELECT pg_advisory_xact_lock(hashtext('sessionkit migrate {p}'))`
+)
 
 // The statements. Every operation is one of them: one round trip, one
 // implicit transaction. $1 is always the key.
@@ -129,7 +144,10 @@ func sweepAfter(e string) string { return binStart + e + binEnd }
 
 // queries are the statements of one table prefix.
 type queries struct {
-	schema                                                          string
+	schema      []object
+	objects     []string // the names in schema
+	migrateLock string
+
 	create, get, getOne, getAll, keys, has, length, set, del, touch string
 	setExpiry, rename, destroy, count, sweep                        string
 
@@ -139,7 +157,8 @@ type queries struct {
 
 func newQueries(prefix string) *queries {
 	q := &queries{
-		schema:       schema,
+		schema:       slices.Clone(schema),
+		migrateLock:  migrateLockSQL,
 		nfieldsCheck: prefix + "sessions_nfields",
 		keyUnique:    prefix + "sessions_key",
 
@@ -264,7 +283,12 @@ func newQueries(prefix string) *queries {
 	}
 	r := strings.NewReplacer("{p}", prefix,
 		"{marker_ttl}", fmt.Sprintf("interval '%d microseconds'", sessionkit.RenewMarkerTTL.Microseconds()))
-	for _, s := range []*string{&q.schema, &q.create, &q.get, &q.getOne, &q.getAll, &q.keys, &q.has, &q.length,
+	for i := range q.schema {
+		q.schema[i].name = r.Replace(q.schema[i].name)
+		q.schema[i].ddl = r.Replace(q.schema[i].ddl)
+		q.objects = append(q.objects, q.schema[i].name)
+	}
+	for _, s := range []*string{&q.migrateLock, &q.create, &q.get, &q.getOne, &q.getAll, &q.keys, &q.has, &q.length,
 		&q.set, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweep} {
 		*s = r.Replace(*s)
 	}
