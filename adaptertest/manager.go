@@ -457,7 +457,7 @@ var managerCases = []testCase{
 		m := e.manager(sessionkit.Options{})
 		s := m.NewSession()
 		require.NoError(e, s.Set(e.ctx, "a", 1))
-		for _, k := range []string{"", sessionkit.ReservedPrefix + "c", string(make([]byte, sessionkit.MaxKeyLength+1)), "\xff"} {
+		for _, k := range []string{"", sessionkit.ReservedPrefix + "c", string(make([]byte, sessionkit.MaxKeyLength+1)), "\xff", "a\x00b"} {
 			require.ErrorIs(e, s.Set(e.ctx, k, 1), sessionkit.ErrInvalidKey, "%q", k)
 		}
 		keys, err := s.Keys(e.ctx)

@@ -29,7 +29,8 @@ var (
 	// ErrTooManyFields: a write would leave the session with more fields than
 	// the Manager's MaxFields.
 	ErrTooManyFields = errors.New("sessionkit: too many fields")
-	// ErrInvalidKey: a session key is empty, too long, not UTF-8 or reserved.
+	// ErrInvalidKey: a session key is empty, too long, not UTF-8, holds a NUL
+	// byte, or starts with ReservedPrefix.
 	ErrInvalidKey = errors.New("sessionkit: invalid key")
 	// ErrInvalidToken: a token does not have the exact format the Manager issues.
 	ErrInvalidToken = errors.New("sessionkit: invalid token")

@@ -223,6 +223,10 @@ func checkKey(key string) error {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalidKey, len(key), MaxKeyLength)
 	case !utf8.ValidString(key):
 		return fmt.Errorf("%w: %q is not UTF-8", ErrInvalidKey, key)
+	case strings.IndexByte(key, 0) >= 0:
+		// Not every backend can hold it (PostgreSQL text cannot), so no
+		// backend sees it: the same key works on every store.
+		return fmt.Errorf("%w: %q holds a NUL byte", ErrInvalidKey, key)
 	case strings.HasPrefix(key, ReservedPrefix):
 		return fmt.Errorf("%w: %q starts with the reserved prefix %q", ErrInvalidKey, key, ReservedPrefix)
 	}
