@@ -78,6 +78,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"sync"
@@ -118,6 +119,10 @@ type Options struct {
 	// SweepBatch is the most rows one sweep statement deletes. Default
 	// DefaultSweepBatch.
 	SweepBatch int
+	// OnSweepError is called with the error of each background sweep that
+	// fails (an ErrUnavailable; the next sweep comes at the next interval).
+	// Default: the error is logged by slog.Default() at Warn level.
+	OnSweepError func(error)
 }
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
@@ -129,6 +134,8 @@ type Store struct {
 	pool  *pgxpool.Pool
 	q     *queries
 	batch int
+
+	onSweepError func(error)
 
 	migrated  atomic.Bool   // no Migrate pending before the next operation
 	migrateMu sync.Mutex    // guards migrating
@@ -167,8 +174,12 @@ func New(pool *pgxpool.Pool, opts *Options) (*Store, error) {
 	if o.SweepBatch <= 0 {
 		o.SweepBatch = DefaultSweepBatch
 	}
+	if o.OnSweepError == nil {
+		o.OnSweepError = func(err error) { slog.Warn("sessionkit postgres: sweep failed", "error", err) }
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{pool: pool, q: newQueries(o.TablePrefix), batch: o.SweepBatch, stopSweeper: cancel}
+	s := &Store{pool: pool, q: newQueries(o.TablePrefix), batch: o.SweepBatch, onSweepError: o.OnSweepError,
+		stopSweeper: cancel}
 	s.migrated.Store(!o.AutoMigrate)
 	if o.SweepInterval > 0 {
 		s.done.Add(1)
@@ -277,6 +288,8 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// sweeper sweeps every interval until Close, once the tables are there
+// (a pending AutoMigrate makes them), and reports each failed sweep.
 func (s *Store) sweeper(ctx context.Context, every time.Duration) {
 	defer s.done.Done()
 	t := time.NewTicker(every)
@@ -286,14 +299,19 @@ func (s *Store) sweeper(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_, _ = s.sweep(ctx)
+		}
+		if !s.migrated.Load() {
+			continue
+		}
+		if _, err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+			s.onSweepError(s.wrap(ctx, "sweep", err))
 		}
 	}
 }
 
-// Sweep deletes expired rows, in batches of Options.SweepBatch, and returns
-// how many it deleted (a marker deleted along with its record is not
-// counted). A row is deleted once the minute in which it expired is over
+// Sweep deletes expired rows, in batches of Options.SweepBatch (expired
+// Rename markers first, then records), and returns how many it deleted (a
+// marker deleted along with its record is not counted). A row is deleted once the minute in which it expired is over
 // (see sweep_after in schema.go); until then it is invisible, like any
 // expired row. The background sweeper calls Sweep; operators may too.
 func (s *Store) Sweep(ctx context.Context) (n int, err error) {
@@ -304,20 +322,24 @@ func (s *Store) Sweep(ctx context.Context) (n int, err error) {
 	return n, err
 }
 
-// sweep is Sweep, with its errors unclassified.
+// sweep is Sweep, with its errors unclassified: expired markers, then
+// expired records (see sweepMarkers in schema.go for why apart).
 func (s *Store) sweep(ctx context.Context) (int, error) {
 	total := 0
-	for {
-		tag, err := s.pool.Exec(ctx, s.q.sweep, s.batch)
-		if err != nil {
-			return total, err
-		}
-		n := int(tag.RowsAffected())
-		total += n
-		if n < s.batch {
-			return total, nil
+	for _, q := range []string{s.q.sweepMarkers, s.q.sweepRecords} {
+		for {
+			tag, err := s.pool.Exec(ctx, q, s.batch)
+			if err != nil {
+				return total, err
+			}
+			n := int(tag.RowsAffected())
+			total += n
+			if n < s.batch {
+				break
+			}
 		}
 	}
+	return total, nil
 }
 
 // usable refuses an operation on a closed store or with a done context.

@@ -352,6 +352,68 @@ func TestSweepDeletesExpiredRowsInBatches(t *testing.T) {
 	require.Equal(t, []byte("1"), vals[0])
 }
 
+// A sweep deletes a batch of expired rows, and a record's delete cascades
+// to its markers. Two sweeps at once, one holding a marker and the record
+// of another marker, the other the reverse, would each wait for the other
+// in the cascade: sweeps lock markers and records in a consistent order.
+// A trigger holds the first sweep once it has its batch, so that the
+// second takes the rest.
+func TestConcurrentSweepsDoNotDeadlock(t *testing.T) {
+	f := newFixture(t, &postgres.Options{SweepInterval: -1, SweepBatch: 2})
+	other, err := postgres.New(f.pool, &postgres.Options{TablePrefix: f.prefix, SweepInterval: -1, SweepBatch: 2})
+	require.NoError(t, err)
+	defer other.Close()
+	ctx := t.Context()
+	for _, n := range []string{"1", "2"} {
+		require.NoError(t, f.Create(ctx, "m"+n, field("a", "1"), long))
+		require.NoError(t, f.Rename(ctx, "m"+n, "r"+n)) // record rN, marker mN
+	}
+	// Expired, in the sweep order m1, r2, r1, m2.
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET expires = now() - interval '1 hour',
+		sweep_after = now() - interval '1 hour' + array_position(array['m1', 'r2', 'r1', 'm2'], key) * interval '1 s'`))
+	lock := prefixes.Add(1) << 32
+	require.NoError(t, f.exec(t, `CREATE FUNCTION %[1]spause() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_advisory_xact_lock_shared(`+fmt.Sprint(lock)+`); RETURN OLD; END $$`))
+	require.NoError(t, f.exec(t, `CREATE TRIGGER pause BEFORE DELETE ON %[1]ssessions
+		FOR EACH ROW WHEN (OLD.key = 'm1') EXECUTE FUNCTION %[1]spause()`))
+	hold, err := f.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer hold.Rollback(context.Background())
+	_, err = hold.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lock)
+	require.NoError(t, err)
+
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := f.Sweep(ctx); first <- err }()
+	waitForLockWaits(t, f.pool, "advisory", 1) // the first sweep holds m1, at least
+	go func() { _, err := other.Sweep(ctx); second <- err }()
+	waitForLockWaits(t, f.pool, "", 2) // the second waits for a row the first holds
+	require.NoError(t, hold.Rollback(ctx))
+	require.NoError(t, <-first)
+	require.NoError(t, <-second)
+	require.Zero(t, f.scalar(t, `SELECT count(*) FROM %ssessions`))
+}
+
+func TestTheSweeperReportsItsErrors(t *testing.T) {
+	errs := make(chan error, 100)
+	s, err := postgres.New(db(t), &postgres.Options{
+		TablePrefix:   fmt.Sprintf("t%d_", prefixes.Add(1)), // no tables: Migrate was not called
+		SweepInterval: time.Millisecond,
+		OnSweepError: func(err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		},
+	})
+	require.NoError(t, err)
+	defer s.Close()
+	err = <-errs
+	require.ErrorIs(t, err, sessionkit.ErrUnavailable)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "42P01", pgErr.Code, "undefined_table")
+}
+
 func TestTheSweeperRunsUntilClose(t *testing.T) {
 	f := newFixture(t, &postgres.Options{SweepInterval: 5 * time.Millisecond})
 	ctx := t.Context()
@@ -381,13 +443,14 @@ func TestAutoMigrateCreatesTheTablesOnFirstUse(t *testing.T) {
 }
 
 // waitForLockWaits waits until n backends wait for a lock of the kind
-// (pg_stat_activity.wait_event: "relation" for a table, "advisory").
+// (pg_stat_activity.wait_event: "relation" for a table, "advisory"; ""
+// for any).
 func waitForLockWaits(t *testing.T, pool *pgxpool.Pool, kind string, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		var waiting int
 		require.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND wait_event = $1`, kind).Scan(&waiting))
+			WHERE wait_event_type = 'Lock' AND (wait_event = $1 OR $1 = '')`, kind).Scan(&waiting))
 		return waiting >= n
 	}, 10*time.Second, time.Millisecond, "%d backends waiting for a lock on a %s", n, kind)
 }

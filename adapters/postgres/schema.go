@@ -149,7 +149,7 @@ type queries struct {
 	migrateLock string
 
 	create, get, getOne, getAll, keys, has, length, set, del, touch string
-	setExpiry, rename, destroy, count, sweep                        string
+	setExpiry, rename, destroy, count, sweepMarkers, sweepRecords   string
 
 	nfieldsCheck string // the constraint that Set's limit trips
 	keyUnique    string // the constraint that a taken key trips
@@ -276,10 +276,18 @@ func newQueries(prefix string) *queries {
 		// narrows the scan when many rows await the sweeper.
 		count: `SELECT count(*) FROM {p}sessions WHERE sweep_after > now() AND expires > now() AND record IS NULL`,
 
-		// sweep deletes up to $1 expired rows, skipping rows another
-		// transaction holds, so that several processes can sweep at once.
-		sweep: `DELETE FROM {p}sessions WHERE id IN (
-		SELECT id FROM {p}sessions WHERE sweep_after <= now() ORDER BY sweep_after LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+		// sweepMarkers and sweepRecords delete up to $1 expired markers, or
+		// records, skipping rows another transaction holds, so that several
+		// processes can sweep at once. Deleting a record deletes its markers
+		// (the foreign key's cascade), which waits for a sweep that holds
+		// one of them: a statement that held markers and records both could
+		// wait so for another holding the reverse, a deadlock. Markers go in
+		// statements of their own, which delete nothing else and so never
+		// wait; a statement on records waits at most for one of those.
+		sweepMarkers: `DELETE FROM {p}sessions WHERE id IN (SELECT id FROM {p}sessions
+		WHERE sweep_after <= now() AND record IS NOT NULL ORDER BY sweep_after LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+		sweepRecords: `DELETE FROM {p}sessions WHERE id IN (SELECT id FROM {p}sessions
+		WHERE sweep_after <= now() AND record IS NULL ORDER BY sweep_after LIMIT $1 FOR UPDATE SKIP LOCKED)`,
 	}
 	r := strings.NewReplacer("{p}", prefix,
 		"{marker_ttl}", fmt.Sprintf("interval '%d microseconds'", sessionkit.RenewMarkerTTL.Microseconds()))
@@ -289,7 +297,7 @@ func newQueries(prefix string) *queries {
 		q.objects = append(q.objects, q.schema[i].name)
 	}
 	for _, s := range []*string{&q.migrateLock, &q.create, &q.get, &q.getOne, &q.getAll, &q.keys, &q.has, &q.length,
-		&q.set, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweep} {
+		&q.set, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweepMarkers, &q.sweepRecords} {
 		*s = r.Replace(*s)
 	}
 	return q
