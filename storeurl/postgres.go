@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -21,14 +22,30 @@ type postgresSpec struct {
 	opts postgres.Options
 }
 
+// Client settings for a postgres:// URL that leaves them out: a frozen
+// server fails a request in about a second (TestFrozenPostgresFailsWithinAboutASecond),
+// where pgx's own defaults would wait for ever.
+const (
+	defaultPostgresTimeout        = time.Second // each operation (postgres.Options.Timeout)
+	defaultPostgresConnectTimeout = time.Second // each connection attempt (pgx's connect_timeout)
+)
+
 // postgresURL parses a PostgreSQL URL: pgx's own connection string (every
 // parameter pgx takes: sslmode, search_path, pool_max_conns, any server
-// setting, …) plus two of ours, taken out before pgx sees the rest:
+// setting, …) plus three of ours, taken out before pgx sees the rest:
 //
 //	table_prefix=p   the tables' prefix (postgres.Options.TablePrefix)
 //	migrate=false    do not create the tables on first use; by default they
 //	                 are created if missing (postgres.Options.AutoMigrate),
 //	                 which needs the CREATE privilege on the schema
+//	timeout=d        bounds each operation, the wait for a connection
+//	                 included (postgres.Options.Timeout): "300ms", or whole
+//	                 seconds; default 1s, 0 for none
+//
+// Unless the URL (or PGCONNECT_TIMEOUT) sets connect_timeout, each
+// connection attempt is bounded to 1 s: the pool connects in the
+// background, and a connection to a frozen server would otherwise hold its
+// place in the pool for ever.
 //
 // Unless the URL sets synchronous_commit, the pool's connections run with
 // synchronous_commit=off. Every operation writes (it refreshes the expiry),
@@ -51,8 +68,17 @@ func postgresURL(u *url.URL) (*postgresSpec, error) {
 		}
 		sp.opts.AutoMigrate = on
 	}
+	sp.opts.Timeout = defaultPostgresTimeout
+	if t := last(q, "timeout"); t != "" {
+		d, err := duration(t)
+		if err != nil {
+			return nil, fmt.Errorf("invalid timeout %q: a duration such as 1s, or 0 for none", t)
+		}
+		sp.opts.Timeout = max(d, 0)
+	}
 	q.Del("table_prefix")
 	q.Del("migrate")
+	q.Del("timeout")
 	v.RawQuery = q.Encode()
 	cfg, err := pgxpool.ParseConfig(v.String())
 	if err != nil {
@@ -63,6 +89,9 @@ func postgresURL(u *url.URL) (*postgresSpec, error) {
 			msg = strings.ReplaceAll(msg, pw, "xxxxx")
 		}
 		return nil, errors.New(msg)
+	}
+	if !q.Has("connect_timeout") && cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultPostgresConnectTimeout
 	}
 	if !q.Has("synchronous_commit") {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"

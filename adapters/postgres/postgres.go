@@ -119,6 +119,14 @@ type Options struct {
 	// SweepBatch is the most rows one sweep statement deletes. Default
 	// DefaultSweepBatch.
 	SweepBatch int
+	// Timeout bounds each operation, the wait for a connection included:
+	// past it the operation is cut short and fails with ErrUnavailable, as
+	// when the server does not answer (a write cut short may still be
+	// applied). The Migrate that AutoMigrate runs counts against the first
+	// operation's; each statement of a Sweep has its own; a Migrate called
+	// directly has none. Zero: no bound but the caller's context's
+	// (storeurl sets 1 s).
+	Timeout time.Duration
 	// OnSweepError is called with the error of each background sweep that
 	// fails (an ErrUnavailable; the next sweep comes at the next interval).
 	// Default: the error is logged by slog.Default() at Warn level.
@@ -131,9 +139,10 @@ var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 // sessionkit.Counter and io.Closer; operations after Close return
 // sessionkit.ErrClosed.
 type Store struct {
-	pool  *pgxpool.Pool
-	q     *queries
-	batch int
+	pool    *pgxpool.Pool
+	q       *queries
+	batch   int
+	timeout time.Duration
 
 	onSweepError func(error)
 
@@ -178,8 +187,8 @@ func New(pool *pgxpool.Pool, opts *Options) (*Store, error) {
 		o.OnSweepError = func(err error) { slog.Warn("sessionkit postgres: sweep failed", "error", err) }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{pool: pool, q: newQueries(o.TablePrefix), batch: o.SweepBatch, onSweepError: o.OnSweepError,
-		stopSweeper: cancel}
+	s := &Store{pool: pool, q: newQueries(o.TablePrefix), batch: o.SweepBatch, timeout: max(o.Timeout, 0),
+		onSweepError: o.OnSweepError, stopSweeper: cancel}
 	s.migrated.Store(!o.AutoMigrate)
 	if o.SweepInterval > 0 {
 		s.done.Add(1)
@@ -315,7 +324,8 @@ func (s *Store) sweeper(ctx context.Context, every time.Duration) {
 // (see sweep_after in schema.go); until then it is invisible, like any
 // expired row. The background sweeper calls Sweep; operators may too.
 func (s *Store) Sweep(ctx context.Context) (n int, err error) {
-	err = s.do(ctx, "sweep", func(ctx context.Context) error {
+	// Not do's context: each statement has a Timeout of its own.
+	err = s.do(ctx, "sweep", func(context.Context) error {
 		n, err = s.sweep(ctx)
 		return err
 	})
@@ -328,7 +338,9 @@ func (s *Store) sweep(ctx context.Context) (int, error) {
 	total := 0
 	for _, q := range []string{s.q.sweepMarkers, s.q.sweepRecords} {
 		for {
-			tag, err := s.pool.Exec(ctx, q, s.batch)
+			c, cancel := s.bounded(ctx)
+			tag, err := s.pool.Exec(c, q, s.batch)
+			cancel()
 			if err != nil {
 				return total, err
 			}
@@ -354,18 +366,31 @@ func (s *Store) usable(ctx context.Context, op string) error {
 }
 
 // do runs one operation, op, after a pending Migrate
-// (Options.AutoMigrate), and classifies its error.
+// (Options.AutoMigrate), both within Options.Timeout, and classifies its
+// error.
 func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context) error) error {
 	if err := s.usable(ctx, op); err != nil {
 		return err
 	}
-	err := s.autoMigrate(ctx)
+	c, cancel := s.bounded(ctx)
+	defer cancel()
+	err := s.autoMigrate(c)
 	if err != nil {
 		err = fmt.Errorf("migrate: %w", err)
 	} else {
-		err = f(ctx)
+		err = f(c)
 	}
+	// The caller's context: if it is live, Options.Timeout ran out, an
+	// outage.
 	return s.wrap(ctx, op, err)
+}
+
+// bounded returns ctx bounded by Options.Timeout.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout == 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // wrap classifies an error of pgx.

@@ -558,6 +558,30 @@ func TestAnOperationWaitingForTheMigrationHonoursItsContext(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// Options.Timeout cuts an operation short as an outage: the caller's
+// context is still live, so the error is ErrUnavailable, not the context's.
+func TestTimeoutIsAnOutage(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	f := newFixture(t, &postgres.Options{Timeout: timeout})
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", field("a", "1"), long))
+	f.holdRow(t, "k") // the next Get waits for the row
+
+	start := time.Now()
+	_, err := f.Get(ctx, "k", "a")
+	took := time.Since(start)
+	require.ErrorIs(t, err, sessionkit.ErrUnavailable)
+	require.Equal(t, 503, sessionkit.ErrorStatus(err))
+	require.GreaterOrEqual(t, took, timeout)
+	require.Less(t, took, time.Second)
+
+	c, cancel := context.WithTimeout(ctx, timeout/4)
+	defer cancel()
+	_, err = f.Get(c, "k", "a")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller's own deadline, sooner")
+	require.NotErrorIs(t, err, sessionkit.ErrUnavailable)
+}
+
 func TestBadPrefixIsRefused(t *testing.T) {
 	pool := db(t)
 	// PostgreSQL folds unquoted names to lower case, so an upper-case
