@@ -110,8 +110,9 @@ type Options struct {
 	// schema, set search_path in the connection string.
 	TablePrefix string
 	// AutoMigrate runs Migrate before the first operation (and again
-	// before the next one, if it failed). Operations that come meanwhile
-	// wait for it as long as their context allows.
+	// before the next one, if it failed), which then takes a round trip
+	// more: a look in the catalog. Operations that come meanwhile wait for
+	// it as long as their context allows.
 	AutoMigrate bool
 	// SweepInterval is the time between two sweeps of expired rows.
 	// Default DefaultSweepInterval; negative: no sweeper (call Sweep).
@@ -456,11 +457,15 @@ func columns(fields []sessionkit.Field) ([]string, [][]byte) {
 	return names, values
 }
 
+// Create is sessionkit.Store.Create, one statement; a name with a NUL byte
+// is ErrInvalidKey, one over about 2.7 kB ErrTooLarge (PostgreSQL's limits).
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
 	names, values := columns(fields)
 	return s.run(ctx, "create", s.q.create, []any{key, exp.Idle, exp.Absolute, names, values})
 }
 
+// Get is sessionkit.Store.Get, one statement; a name with a NUL byte is
+// ErrInvalidKey.
 func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte, error) {
 	if len(names) == 1 {
 		var v []byte
@@ -479,6 +484,7 @@ func (s *Store) Get(ctx context.Context, key string, names ...string) ([][]byte,
 	return vals, nil
 }
 
+// GetAll is sessionkit.Store.GetAll, one statement.
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
 	var names []string
 	var vals [][]byte
@@ -492,6 +498,7 @@ func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, erro
 	return out, nil
 }
 
+// Keys is sessionkit.Store.Keys, one statement.
 func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	var names []string
 	if err := s.run(ctx, "keys", s.q.keys, []any{key}, &names); err != nil {
@@ -500,23 +507,31 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	return names, nil
 }
 
+// Has is sessionkit.Store.Has, one statement; a name with a NUL byte is
+// ErrInvalidKey.
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
 	var ok bool
 	err := s.run(ctx, "has", s.q.has, []any{key, name}, &ok)
 	return ok, err
 }
 
+// Len is sessionkit.Store.Len, one statement; it returns the count kept in
+// the session's row, which a hand edit can make wrong (see Corruption).
 func (s *Store) Len(ctx context.Context, key string) (int, error) {
 	var n int
 	err := s.run(ctx, "len", s.q.length, []any{key}, &n)
 	return n, err
 }
 
+// Set is sessionkit.Store.Set, one statement that locks the session's row
+// first, so maxFields holds under concurrency; names as in Create.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	names, values := columns(fields)
 	return s.run(ctx, "set", s.q.set, []any{key, names, values, maxFields})
 }
 
+// Delete is sessionkit.Store.Delete, one statement; a name with a NUL byte
+// is ErrInvalidKey.
 func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 	if names == nil {
 		names = []string{} // an empty array, not NULL
@@ -524,24 +539,33 @@ func (s *Store) Delete(ctx context.Context, key string, names ...string) error {
 	return s.run(ctx, "delete", s.q.del, []any{key, names})
 }
 
+// Clear is sessionkit.Store.Clear, one statement: Delete of every name.
 func (s *Store) Clear(ctx context.Context, key string) error {
 	return s.run(ctx, "clear", s.q.del, []any{key, nil}) // NULL: every name
 }
 
+// Touch is sessionkit.Store.Touch, one statement; the time left is to the
+// microsecond, on the database's clock.
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
 	var left time.Duration
 	err := s.run(ctx, "touch", s.q.touch, []any{key}, &left)
 	return left, err
 }
 
+// SetExpiry is sessionkit.Store.SetExpiry, one statement; the new deadline
+// counts from the creation time, on the database's clock.
 func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
 	return s.run(ctx, "setexpiry", s.q.setExpiry, []any{key, exp.Idle, exp.Absolute})
 }
 
+// Rename is sessionkit.Store.Rename, one statement: the session's row takes
+// the new key, and a marker row the old one.
 func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 	return s.run(ctx, "rename", s.q.rename, []any{oldKey, newKey})
 }
 
+// Destroy is sessionkit.Store.Destroy, one statement: on a live marker it
+// deletes the record the marker points at, with its fields and markers.
 func (s *Store) Destroy(ctx context.Context, key string) error {
 	return s.do(ctx, "destroy", func(ctx context.Context) error {
 		_, err := s.pool.Exec(ctx, s.q.destroy, key)
