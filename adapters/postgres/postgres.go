@@ -68,7 +68,8 @@
 // A missing or expired session is sessionkit.ErrNotFound; a key Rename moved
 // away is sessionkit.ErrRenewed. Every error from pgx wraps
 // sessionkit.ErrUnavailable and pgx's own error (a *pgconn.PgError, a
-// net.Error, …); a done context wraps the context's error. A name or key
+// net.Error, …), and so does Options.Timeout running out; a done context of
+// the caller's wraps the context's error. A name or key
 // PostgreSQL cannot store as text (a NUL byte) is sessionkit.ErrInvalidKey;
 // one longer than an index entry can hold (about 2.7 kB) is
 // sessionkit.ErrTooLarge.
@@ -321,9 +322,10 @@ func (s *Store) sweeper(ctx context.Context, every time.Duration) {
 
 // Sweep deletes expired rows, in batches of Options.SweepBatch (expired
 // Rename markers first, then records), and returns how many it deleted (a
-// marker deleted along with its record is not counted). A row is deleted once the minute in which it expired is over
-// (see sweep_after in schema.go); until then it is invisible, like any
-// expired row. The background sweeper calls Sweep; operators may too.
+// marker deleted along with its record is not counted). A row is deleted
+// once the minute in which it expired is over (see sweep_after in
+// schema.go); until then it is invisible, like any expired row. The
+// background sweeper calls Sweep; operators may too.
 func (s *Store) Sweep(ctx context.Context) (n int, err error) {
 	// Not do's context: each statement has a Timeout of its own.
 	err = s.do(ctx, "sweep", func(context.Context) error {
