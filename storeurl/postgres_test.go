@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func TestBadPostgresURLs(t *testing.T) {
 // network partition.
 func TestFrozenPostgresFailsWithinAboutASecond(t *testing.T) {
 	pg := testserver.Postgres(t)
-	for i, c := range []struct {
+	for _, c := range []struct {
 		query    string
 		min, max time.Duration
 	}{
@@ -57,7 +58,7 @@ func TestFrozenPostgresFailsWithinAboutASecond(t *testing.T) {
 		{"&timeout=200ms", 200 * time.Millisecond, 900 * time.Millisecond}, // taken out before pgx sees it
 	} {
 		relay := freezingRelay(t, pg.Addr)
-		store := open(t, "postgres://postgres@"+relay.addr+"/postgres?sslmode=disable&table_prefix=frozen"+fmt.Sprint(i)+"_"+c.query)
+		store := open(t, "postgres://postgres@"+relay.addr+"/postgres?sslmode=disable&table_prefix="+freshPrefix()+c.query)
 		t.Cleanup(relay.close) // before the store's pool says goodbye to a frozen server
 		create(t, store, "k")
 		relay.freeze()
@@ -68,10 +69,15 @@ func TestFrozenPostgresFailsWithinAboutASecond(t *testing.T) {
 	// it, even with no timeout per operation.
 	relay := freezingRelay(t, pg.Addr)
 	relay.freeze()
-	store := open(t, "postgres://postgres@"+relay.addr+"/postgres?sslmode=disable&table_prefix=frozen_&timeout=0")
+	store := open(t, "postgres://postgres@"+relay.addr+"/postgres?sslmode=disable&table_prefix="+freshPrefix()+"&timeout=0")
 	t.Cleanup(relay.close)
 	failsBetween(t, store, time.Second, 2*time.Second, "connecting to it")
 }
+
+var prefixes atomic.Int64
+
+// freshPrefix is a table prefix of its own: the tests share one server.
+func freshPrefix() string { return fmt.Sprintf("frozen%d_", prefixes.Add(1)) }
 
 // failsBetween checks that a read fails with ErrUnavailable, while the
 // caller's context is live, after min to max.
