@@ -51,9 +51,12 @@ const (
 // synchronous_commit=off. Every operation writes (it refreshes the expiry),
 // so with the server's default every read would wait for a WAL flush: 2.7-3.7
 // ms a Get instead of 0.2-0.3 ms, measured on a disk whose fsync takes 3-4 ms.
-// Off, a crash of the database server can lose the last moments of writes
-// (wal_writer_delay, 200 ms by default, times three at most), never
-// consistency; Redis's default persistence makes the same trade.
+// Off, a crash of the database server can lose the last moments of
+// ordinary writes (wal_writer_delay, 200 ms by default, times three at
+// most), never consistency; Redis's default persistence makes the same
+// trade. Create, Renew and Destroy commit durably whatever this says (the
+// adapter turns synchronous_commit on for their own transactions), so a
+// crash never undoes an acknowledged login or logout.
 func postgresURL(u *url.URL) (*postgresSpec, error) {
 	v := *u
 	q, err := url.ParseQuery(v.RawQuery)

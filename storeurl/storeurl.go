@@ -31,6 +31,9 @@
 // Any of them in the URL wins, with go-redis's meaning (dialer_retries and
 // dialer_retry_timeout are accepted on redis:// too). memcached:// takes
 // timeout (default 300ms), which bounds each dial, read and write.
+// postgres:// takes timeout (default 1s, 0 for none), which bounds each
+// operation, its wait for a connection included, and sets pgx's
+// connect_timeout to 1 s unless the URL or PGCONNECT_TIMEOUT sets it.
 // docs/operations.md has the figures measured with these settings.
 package storeurl
 

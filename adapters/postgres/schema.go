@@ -120,6 +120,14 @@ const (
 	// refresh is the new expiry of a record t: its idle timeout from now,
 	// or its absolute deadline if sooner.
 	refresh      = `least(now() + t.idle, t.created + t.absolute)`
+
+	// durableCTE makes the statement's own transaction commit durably
+	// (synchronous_commit on, for this transaction only) whatever the
+	// connection's setting. Create, Rename and Destroy use it: storeurl runs
+	// the pool with synchronous_commit off, since every read writes, and a
+	// database crash must not undo an acknowledged login (a Renew: the old
+	// token would live again) or logout. The statement must read it.
+	durableCTE = `durable AS (SELECT set_config('synchronous_commit', 'on', true))`
 	refreshSweep = binStart + refresh + binEnd
 	setRefresh   = `expires = ` + refresh + `, sweep_after = ` + refreshSweep
 
@@ -174,8 +182,9 @@ func newQueries(prefix string) *queries {
 		ON CONFLICT (key) DO NOTHING
 		RETURNING id),
 	f AS (INSERT INTO {p}fields (session_id, name, value)
-		SELECT ins.id, u.name, u.value FROM ins, unnest($4::text[], $5::bytea[]) AS u(name, value))
-	SELECT CASE WHEN EXISTS (SELECT FROM ins) THEN 0 ELSE 3 END`,
+		SELECT ins.id, u.name, u.value FROM ins, unnest($4::text[], $5::bytea[]) AS u(name, value)),
+	` + durableCTE + `
+	SELECT CASE WHEN EXISTS (SELECT FROM ins) THEN 0 ELSE 3 END FROM durable`,
 
 		get: `WITH ` + snapCTE + `, ` + touchCTE + `
 	SELECT ` + status + `, (SELECT array_agg(f.value ORDER BY n.i)
@@ -261,16 +270,18 @@ func newQueries(prefix string) *queries {
 		SELECT $1, now(), {marker_ttl}, {marker_ttl}, least(now() + {marker_ttl}, expires),
 			` + sweepAfter(`least(now() + {marker_ttl}, expires)`) + `, 0, $2, id
 		FROM moved
-		RETURNING 1)
-	SELECT CASE WHEN EXISTS (SELECT FROM marker) THEN 0 WHEN (SELECT here FROM s) THEN 3 ELSE ` + status + ` END`,
+		RETURNING 1),
+	` + durableCTE + `
+	SELECT CASE WHEN EXISTS (SELECT FROM marker) THEN 0 WHEN (SELECT here FROM s) THEN 3 ELSE ` + status + ` END FROM durable`,
 
 		// destroy deletes the row under the key or, if it is a live marker,
 		// the record it points at, and the cascade takes the fields and every
 		// marker pointing at the record, this one included. One row, then its
 		// dependents: every Destroy locks in that order, so two of them (one
 		// through the old key, one through the new) cannot deadlock.
-		destroy: `WITH snap AS (SELECT id, CASE WHEN expires > now() THEN record END AS follow FROM {p}sessions WHERE key = $1)
-	DELETE FROM {p}sessions WHERE id = (SELECT coalesce(follow, id) FROM snap)`,
+		destroy: `WITH snap AS (SELECT id, CASE WHEN expires > now() THEN record END AS follow FROM {p}sessions WHERE key = $1),
+	` + durableCTE + `
+	DELETE FROM {p}sessions WHERE id = (SELECT coalesce(follow, id) FROM snap CROSS JOIN durable)`,
 
 		// count: a live row's sweep_after is in the future, so the index
 		// narrows the scan when many rows await the sweeper.
