@@ -89,13 +89,13 @@ var wrappers = []struct {
 }{
 	{"plain", func(_ *testing.B, s sessionkit.Store) sessionkit.Store { return s }},
 	{"noop", func(_ *testing.B, s sessionkit.Store) sessionkit.Store {
-		return otelstore.New(s, otelstore.Options{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()})
+		return otelstore.New(s, &otelstore.Options{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()})
 	}},
-	{"global", func(_ *testing.B, s sessionkit.Store) sessionkit.Store { return otelstore.New(s, otelstore.Options{}) }},
+	{"global", func(_ *testing.B, s sessionkit.Store) sessionkit.Store { return otelstore.New(s, &otelstore.Options{}) }},
 	{"metrics", func(b *testing.B, s sessionkit.Store) sessionkit.Store {
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 		b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-		return otelstore.New(s, otelstore.Options{MeterProvider: mp})
+		return otelstore.New(s, &otelstore.Options{MeterProvider: mp})
 	}},
 	{"sdk", func(b *testing.B, s sessionkit.Store) sessionkit.Store {
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
@@ -104,7 +104,7 @@ var wrappers = []struct {
 			_ = mp.Shutdown(context.Background())
 			_ = tp.Shutdown(context.Background())
 		})
-		return otelstore.New(s, otelstore.Options{MeterProvider: mp, TracerProvider: tp})
+		return otelstore.New(s, &otelstore.Options{MeterProvider: mp, TracerProvider: tp})
 	}},
 }
 

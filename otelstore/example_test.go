@@ -25,7 +25,7 @@ func Example() {
 	ctx := context.Background()
 	reader := sdkmetric.NewManualReader()
 	spans := tracetest.NewInMemoryExporter()
-	store := otelstore.New(memory.New(nil), otelstore.Options{
+	store := otelstore.New(memory.New(nil), &otelstore.Options{
 		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans)),
 	})

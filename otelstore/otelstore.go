@@ -124,10 +124,15 @@ var (
 // implements sessionkit.Counter exactly when store does, and then also
 // reports the live sessions as a gauge.
 //
+// opts may be nil for the defaults.
+//
 // New never fails: an error from a provider (there is none with the
 // OpenTelemetry SDK, whose name rules the instruments follow) goes to
 // otel.Handle.
-func New(store sessionkit.Store, opts Options) sessionkit.Store {
+func New(store sessionkit.Store, opts *Options) sessionkit.Store {
+	if opts == nil {
+		opts = &Options{}
+	}
 	mp := opts.MeterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider()

@@ -180,7 +180,7 @@ func TestEachOperationRecordsADurationAndASpan(t *testing.T) {
 			tm := newTelemetry(t)
 			mem := memory.New(nil)
 			newSession(t, mem, "k")
-			s := otelstore.New(mem, tm.opts)
+			s := otelstore.New(mem, &tm.opts)
 
 			require.NoError(t, op.call(t.Context(), s, "k"))
 
@@ -200,7 +200,7 @@ func TestEachOperationRecordsADurationAndASpan(t *testing.T) {
 func TestTheStoreSeesTheSpanInItsContext(t *testing.T) {
 	tm := newTelemetry(t)
 	spy := &spyStore{Store: memory.New(nil)}
-	require.NoError(t, otelstore.New(spy, tm.opts).Destroy(t.Context(), "k"))
+	require.NoError(t, otelstore.New(spy, &tm.opts).Destroy(t.Context(), "k"))
 	spans := tm.spans.GetSpans()
 	require.Len(t, spans, 1)
 	require.Equal(t, spans[0].SpanContext, spy.span, "an adapter's own spans nest under the store span")
@@ -219,13 +219,13 @@ func (s *spyStore) Destroy(ctx context.Context, key string) error {
 
 func TestTheAdapterNameDefaultsToTheStorePackage(t *testing.T) {
 	tm := newTelemetry(t)
-	s := otelstore.New(memory.New(nil), tm.opts)
+	s := otelstore.New(memory.New(nil), &tm.opts)
 	require.NoError(t, s.Destroy(t.Context(), "k"))
 	require.Equal(t, map[string]uint64{"Destroy": 1}, tm.durations(t, "memory"))
 
 	tm = newTelemetry(t)
 	tm.opts.Adapter = "cache"
-	s = otelstore.New(memory.New(nil), tm.opts)
+	s = otelstore.New(memory.New(nil), &tm.opts)
 	require.NoError(t, s.Destroy(t.Context(), "k"))
 	require.Equal(t, map[string]uint64{"Destroy": 1}, tm.durations(t, "cache"))
 }
@@ -261,7 +261,7 @@ func TestErrorsAreCountedByType(t *testing.T) {
 	} {
 		t.Run(c.err.Error(), func(t *testing.T) {
 			tm := newTelemetry(t)
-			s := otelstore.New(failingStore{memory.New(nil), c.err}, tm.opts)
+			s := otelstore.New(failingStore{memory.New(nil), c.err}, &tm.opts)
 			_, err := s.Get(t.Context(), "k", "a")
 			require.Equal(t, c.err, err, "the error is returned as it is")
 			_, _ = s.Get(t.Context(), "k", "a")
@@ -282,7 +282,7 @@ func TestErrorsAreCountedByType(t *testing.T) {
 
 func TestErrorsFromTheMemoryStoreAreCountedByType(t *testing.T) {
 	tm := newTelemetry(t)
-	s := otelstore.New(memory.New(nil), tm.opts)
+	s := otelstore.New(memory.New(nil), &tm.opts)
 	ctx := t.Context()
 	newSession(t, s, "k")
 	require.ErrorIs(t, s.Create(ctx, "k", nil, exp), sessionkit.ErrExists)
@@ -313,7 +313,7 @@ const secret = "S3CR3T"
 func TestNoAttributeCarriesAKeyANameOrAValue(t *testing.T) {
 	tm := newTelemetry(t)
 	mem := memory.New(nil)
-	s := otelstore.New(mem, tm.opts)
+	s := otelstore.New(mem, &tm.opts)
 	ctx := t.Context()
 	key := "session:{" + secret + "key}" + secret
 	fields := []sessionkit.Field{{Name: secret + "name", Value: []byte(secret + "value")}}
@@ -327,7 +327,7 @@ func TestNoAttributeCarriesAKeyANameOrAValue(t *testing.T) {
 	_, err := s.Get(ctx, key+"Rename", secret+"name")
 	require.ErrorIs(t, err, sessionkit.ErrRenewed)
 	// An adapter's error text may well name the key.
-	failing := otelstore.New(failingStore{mem, fmt.Errorf("redis: key %s: %w", key, sessionkit.ErrUnavailable)}, tm.opts)
+	failing := otelstore.New(failingStore{mem, fmt.Errorf("redis: key %s: %w", key, sessionkit.ErrUnavailable)}, &tm.opts)
 	_, err = failing.Get(ctx, key, secret+"name")
 	require.Error(t, err)
 
@@ -373,7 +373,7 @@ func TestNoAttributeCarriesAKeyANameOrAValue(t *testing.T) {
 func TestTheGaugeReportsLiveSessions(t *testing.T) {
 	tm := newTelemetry(t)
 	clock := adaptertest.NewClock()
-	s := otelstore.New(memory.New(&memory.Options{Clock: clock.Now}), tm.opts)
+	s := otelstore.New(memory.New(&memory.Options{Clock: clock.Now}), &tm.opts)
 	ctx := t.Context()
 	live := func() int64 {
 		t.Helper()
@@ -398,7 +398,7 @@ func TestTheGaugeReportsLiveSessions(t *testing.T) {
 
 func TestNoGaugeWithoutACounter(t *testing.T) {
 	tm := newTelemetry(t)
-	s := otelstore.New(storeOnly{memory.New(nil)}, tm.opts)
+	s := otelstore.New(storeOnly{memory.New(nil)}, &tm.opts)
 	require.NoError(t, s.Destroy(t.Context(), "k"))
 	require.NotContains(t, tm.metrics(t), otelstore.SessionsMetric)
 }
@@ -423,7 +423,7 @@ func TestCapabilitiesArePreserved(t *testing.T) {
 				{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()},
 				newTelemetry(t).opts,
 			} {
-				require.Equal(t, has(inner), has(otelstore.New(inner, opts)), "%s of %T", name, inner)
+				require.Equal(t, has(inner), has(otelstore.New(inner, &opts)), "%s of %T", name, inner)
 			}
 		}
 	}
@@ -490,7 +490,7 @@ func TestConformance(t *testing.T) {
 		mem := memory.New(&memory.Options{Clock: clock.Now})
 		hooks := testhook.Of(mem)
 		return &adaptertest.Harness{
-			Store:   otelstore.New(mem, newTelemetry(t).opts),
+			Store:   otelstore.New(mem, &newTelemetry(t).opts),
 			Now:     clock.Now,
 			Advance: clock.Advance,
 			TTL:     hooks.TTL,
@@ -506,7 +506,7 @@ func TestNoOpProvidersAddNoAllocation(t *testing.T) {
 	ctx := context.Background()
 	mem := memory.New(nil)
 	newSession(t, mem, "k")
-	s := otelstore.New(mem, otelstore.Options{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()})
+	s := otelstore.New(mem, &otelstore.Options{MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider()})
 	for _, op := range operations {
 		if op.name == "Create" || op.name == "Rename" || op.name == "Destroy" {
 			continue // they change what the next run finds
@@ -531,7 +531,7 @@ func TestSpansStartOnceAGlobalSDKIsInstalled(t *testing.T) {
 		require.Contains(t, string(out), "PASS")
 		return
 	}
-	s := otelstore.New(memory.New(nil), otelstore.Options{}) // the globals, before any SDK
+	s := otelstore.New(memory.New(nil), nil) // the globals, before any SDK
 	require.NoError(t, s.Destroy(t.Context(), "k"))
 
 	tm := newTelemetry(t)

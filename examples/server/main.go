@@ -93,7 +93,7 @@ func newManager(storeURL string, opts sessionkit.Options, mx *metrics) (*session
 		return nil, nil, err
 	}
 	if mx != nil {
-		store = otelstore.New(store, otelstore.Options{MeterProvider: mx.provider})
+		store = otelstore.New(store, &otelstore.Options{MeterProvider: mx.provider})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // the client's own timeouts are shorter
 	defer cancel()
