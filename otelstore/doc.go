@@ -3,7 +3,7 @@
 // chooses the SDK and the exporters. A program that does not import it
 // pays nothing for it.
 //
-//	store := otelstore.New(redishash.New(client, nil), otelstore.Options{})
+//	store := otelstore.New(redishash.New(client, nil), nil)
 //	m, err := sessionkit.New(&sessionkit.Options{Store: store})
 //
 // With the zero Options the wrapper records to the otel global providers
