@@ -100,6 +100,66 @@ var managerCases = []testCase{
 		require.NoError(e, err)
 		require.Equal(e, []bool{false}, found, "a session not stored has no keys")
 	}},
+	{"FiftyConcurrentIncrsEndAtFifty", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		n, err := s.Incr(e.ctx, "visits", 1)
+		require.NoError(e, err, "Incr on a new session creates it")
+		require.Equal(e, int64(1), n)
+		var wg sync.WaitGroup
+		errs := make([]error, 49)
+		for i := range errs {
+			wg.Go(func() {
+				r, err := m.Load(s.Token())
+				if err == nil {
+					_, err = r.Incr(e.ctx, "visits", 1)
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(e, err)
+		}
+		require.Equal(e, 50, get(e, e.load(m, s.Token()), sessionkit.NewKey[int]("visits")), "a Key[int] reads what Incr stored")
+	}},
+	{"PopShowsAFlashMessageOnce", func(e *env) {
+		m := e.manager(sessionkit.Options{})
+		s := m.NewSession()
+		flash := sessionkit.NewKey[string]("flash")
+		require.NoError(e, flash.Set(e.ctx, s, "saved"))
+		results := make([]bool, 6)
+		errs := make([]error, len(results))
+		var wg sync.WaitGroup
+		for i := range results {
+			wg.Go(func() {
+				r, err := m.Load(s.Token())
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				var v string
+				var found bool
+				v, found, errs[i] = flash.Pop(e.ctx, r)
+				results[i] = found && v == "saved"
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(e, err)
+		}
+		shown := 0
+		for _, r := range results {
+			if r {
+				shown++
+			}
+		}
+		require.Equal(e, 1, shown, "one request shows the message")
+		var v string
+		found, err := e.load(m, s.Token()).Pop(e.ctx, "flash", &v)
+		require.NoError(e, err)
+		require.False(e, found)
+	}},
 	{"MissingKeysReadAsZeroValues", func(e *env) {
 		m := e.manager(sessionkit.Options{})
 		s, err := m.Create(e.ctx)

@@ -679,6 +679,76 @@ var storeCases = []testCase{
 		_, err := e.s.Get(e.ctx, moved, "a")
 		e.requireNotFound(err, "the renamed session ends when the original would have")
 	}},
+	{"IncrCountsFromZeroAndRefusesWhatIsNotAnInteger", func(e *env) {
+		k := e.create() // a=1, b=2
+		n, err := e.s.Incr(e.ctx, k, "hits", 5, 0)
+		require.NoError(e, err)
+		require.Equal(e, int64(5), n, "a missing field counts as 0")
+		n, err = e.s.Incr(e.ctx, k, "hits", -7, 0)
+		require.NoError(e, err)
+		require.Equal(e, int64(-2), n)
+		n, err = e.s.Incr(e.ctx, k, "a", 41, 0)
+		require.NoError(e, err)
+		require.Equal(e, int64(42), n, "an existing integer field")
+		require.NoError(e, e.s.Set(e.ctx, k, fieldList("s", `"x"`, "big", "9223372036854775807"), 0))
+		_, err = e.s.Incr(e.ctx, k, "s", 1, 0)
+		require.ErrorIs(e, err, sessionkit.ErrDecode, "a field that is not an integer")
+		_, err = e.s.Incr(e.ctx, k, "big", 1, 0)
+		require.ErrorIs(e, err, sessionkit.ErrDecode, "a result past int64")
+		_, err = e.s.Incr(e.ctx, k, "new", 1, 5)
+		require.ErrorIs(e, err, sessionkit.ErrTooManyFields, "a new field counts against the limit (a, b, hits, s, big: 5)")
+		n, err = e.s.Incr(e.ctx, k, "hits", 1, 5)
+		require.NoError(e, err, "an existing field at the limit")
+		require.Equal(e, int64(-1), n)
+		e.requireFields(k, fieldsOf("a", "42", "b", "2", "hits", "-1", "s", `"x"`, "big", "9223372036854775807"))
+		e.requireExpiryWithin(k, e.expiry().Idle)
+	}},
+	{"ConcurrentIncrsAreNeverLost", func(e *env) {
+		k := e.create()
+		const n = 50
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() { _, errs[i] = e.s.Incr(e.ctx, k, "hits", 1, 0) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(e, err)
+		}
+		vals, err := e.s.Get(e.ctx, k, "hits")
+		require.NoError(e, err)
+		require.Equal(e, []byte("50"), vals[0], "50 concurrent Incrs of 1")
+	}},
+	{"PopRacingPopGivesTheValueToExactlyOne", func(e *env) {
+		for round := range 10 {
+			k := e.create()
+			require.NoError(e, e.s.Set(e.ctx, k, fieldList("flash", "saved"), 0))
+			const poppers = 8
+			got := make([][]byte, poppers)
+			errs := make([]error, poppers)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range poppers {
+				wg.Go(func() { <-start; got[i], errs[i] = e.s.Pop(e.ctx, k, "flash") })
+			}
+			close(start)
+			wg.Wait()
+			winners := 0
+			for i := range poppers {
+				require.NoError(e, errs[i])
+				if got[i] != nil {
+					winners++
+					require.Equal(e, []byte("saved"), got[i])
+				}
+			}
+			require.Equal(e, 1, winners, "round %d: exactly one Pop gets the value", round)
+			e.requireFields(k, fieldsOf("a", "1", "b", "2"))
+		}
+		k := e.create()
+		v, err := e.s.Pop(e.ctx, k, "never")
+		require.NoError(e, err)
+		require.Nil(e, v, "a missing field pops nil")
+	}},
 	{"CallsWithTenThousandNamesWork", func(e *env) {
 		const n = 10000
 		k := e.create()
@@ -763,6 +833,11 @@ func operations(exp sessionkit.Expiry) map[string]func(context.Context, sessionk
 			return s.Set(ctx, k, fieldList("z", "26"), 0)
 		},
 		"Delete": func(ctx context.Context, s sessionkit.Store, k string) error { return s.Delete(ctx, k, "z") },
+		"Incr": func(ctx context.Context, s sessionkit.Store, k string) error {
+			_, err := s.Incr(ctx, k, "n", 1, 0)
+			return err
+		},
+		"Pop": func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Pop(ctx, k, "z"); return err },
 		"Clear":  func(ctx context.Context, s sessionkit.Store, k string) error { return s.Clear(ctx, k) },
 		"Touch":  func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Touch(ctx, k); return err },
 		"SetExpiry": func(ctx context.Context, s sessionkit.Store, k string) error {

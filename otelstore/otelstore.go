@@ -68,6 +68,8 @@ const (
 	opLen
 	opSet
 	opDelete
+	opIncr
+	opPop
 	opClear
 	opTouch
 	opSetExpiry
@@ -78,7 +80,7 @@ const (
 )
 
 var operationNames = [numOperations]string{
-	"Create", "Get", "GetAll", "Keys", "Has", "Len", "Set", "Delete", "Clear",
+	"Create", "Get", "GetAll", "Keys", "Has", "Len", "Set", "Delete", "Incr", "Pop", "Clear",
 	"Touch", "SetExpiry", "Rename", "Destroy", "Count",
 }
 
@@ -385,6 +387,26 @@ func (w *instrumented) Delete(ctx context.Context, key string, names ...string) 
 	err := w.store.Delete(ctx, key, names...)
 	c.end(ctx, err)
 	return err
+}
+
+func (w *instrumented) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
+	if w.idle() {
+		return w.store.Incr(ctx, key, name, delta, maxFields)
+	}
+	ctx, c := w.begin(ctx, opIncr)
+	n, err := w.store.Incr(ctx, key, name, delta, maxFields)
+	c.end(ctx, err)
+	return n, err
+}
+
+func (w *instrumented) Pop(ctx context.Context, key, name string) ([]byte, error) {
+	if w.idle() {
+		return w.store.Pop(ctx, key, name)
+	}
+	ctx, c := w.begin(ctx, opPop)
+	v, err := w.store.Pop(ctx, key, name)
+	c.end(ctx, err)
+	return v, err
 }
 
 func (w *instrumented) Clear(ctx context.Context, key string) error {

@@ -143,6 +143,14 @@ var operations = []struct {
 	{"Delete", func(ctx context.Context, s sessionkit.Store, key string) error {
 		return s.Delete(ctx, key, "b")
 	}},
+	{"Incr", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.Incr(ctx, key, "a", 1, 0)
+		return err
+	}},
+	{"Pop", func(ctx context.Context, s sessionkit.Store, key string) error {
+		_, err := s.Pop(ctx, key, "a")
+		return err
+	}},
 	{"Clear", func(ctx context.Context, s sessionkit.Store, key string) error {
 		return s.Clear(ctx, key)
 	}},

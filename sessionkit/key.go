@@ -62,6 +62,17 @@ func (k Key[T]) Delete(ctx context.Context, s *Session) error {
 	return s.Delete(ctx, k.name)
 }
 
+// Pop returns the value of the key in s and removes the key, in one atomic
+// store operation: see [Session.Pop].
+func (k Key[T]) Pop(ctx context.Context, s *Session) (v T, found bool, err error) {
+	b, err := s.popRaw(ctx, k.name)
+	if err != nil || b == nil {
+		return v, false, err
+	}
+	v, err = decodeAs[T](s.m, k.name, b)
+	return v, true, err
+}
+
 // Into binds the key to p, for [Session.GetMany]: the key's value is
 // decoded into *p, which is left alone when the key is not set.
 func (k Key[T]) Into(p *T) Target { return target[T]{k: k, p: p} }

@@ -3,6 +3,7 @@ package sessionkit
 import (
 	"context"
 	"errors"
+	"strconv"
 	"slices"
 	"sync"
 	"time"
@@ -256,6 +257,70 @@ func (s *Session) create(ctx context.Context, fields []Field) error {
 	s.stored, s.issued, s.touched = true, true, true
 	s.m.emit(ctx, EventCreated, s.token, "", nil)
 	return nil
+}
+
+// Incr adds delta to the integer under key (0 when the key is not set) and
+// returns the new value, in one atomic store operation: of concurrent
+// Incrs on one session none is lost. The value is stored as its decimal
+// text, the default codec's form of an integer, so a Key[int] or
+// Key[int64] reads it. A key that holds something else is ErrDecode and is
+// left as it is. On a session not stored yet, Incr creates it with the key
+// set to delta.
+func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	s.lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
+	if s.stored {
+		var n int64
+		err := s.call(ctx, func(k string) (err error) {
+			n, err = s.m.store.Incr(ctx, k, key, delta, s.m.maxFields)
+			return err
+		})
+		if err != nil || s.stored {
+			return n, err
+		}
+	}
+	s.one[0] = Field{Name: key, Value: strconv.AppendInt(nil, delta, 10)}
+	defer func() { s.one[0] = Field{} }()
+	return delta, s.create(ctx, s.one[:])
+}
+
+// Pop reads the value of key into v and removes the key, in one atomic
+// store operation: of concurrent Pops exactly one gets the value (a flash
+// message is shown once). found is false, and v left alone, when the key
+// was not set. The key is removed even when its value does not decode
+// (ErrDecode).
+func (s *Session) Pop(ctx context.Context, key string, v any) (found bool, err error) {
+	b, err := s.popRaw(ctx, key)
+	if err != nil || b == nil {
+		return false, err
+	}
+	return true, s.m.unmarshal(key, b, v)
+}
+
+func (s *Session) popRaw(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	s.lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil || !s.stored {
+		return nil, err
+	}
+	var b []byte
+	err := s.call(ctx, func(k string) (err error) {
+		b, err = s.m.store.Pop(ctx, k, key)
+		return err
+	})
+	if err != nil || !s.stored {
+		return nil, err
+	}
+	return b, nil
 }
 
 // Delete removes keys; keys that are not set are ignored.

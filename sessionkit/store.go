@@ -90,6 +90,20 @@ type Store interface {
 	// fields, it returns ErrTooManyFields and writes nothing.
 	Set(ctx context.Context, key string, fields []Field, maxFields int) error
 
+	// Incr adds delta to the integer in the named field (a missing field
+	// counts as 0) and returns the new value, in one atomic step: of
+	// concurrent Incrs none is lost. The field holds the integer's decimal
+	// text (its JSON form). A new field counts against maxFields as in Set
+	// (ErrTooManyFields). A field that does not hold an integer, or a
+	// result outside int64, returns an error matching ErrDecode; nothing
+	// changes then.
+	Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error)
+
+	// Pop returns the value of the named field and removes the field, in
+	// one atomic step: of concurrent Pops exactly one gets the value. A
+	// field that does not exist returns a nil value.
+	Pop(ctx context.Context, key, name string) ([]byte, error)
+
 	// Delete removes the named fields; names that do not exist are ignored.
 	Delete(ctx context.Context, key string, names ...string) error
 

@@ -8,6 +8,7 @@ package memory
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -228,6 +229,41 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 		r.fields[f.Name] = clone(f.Value)
 	}
 	return nil
+}
+
+// Incr is sessionkit.Store.Incr.
+func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "incr", key)
+	if err != nil {
+		return 0, err
+	}
+	n, err := driver.AddInt(r.fields[name], delta)
+	if err != nil {
+		return 0, err
+	}
+	if driver.TooManyFields(len(r.fields), []sessionkit.Field{{Name: name}}, maxFields, r.has) {
+		return 0, sessionkit.ErrTooManyFields
+	}
+	r.fields[name] = strconv.AppendInt(nil, n, 10)
+	return n, nil
+}
+
+// Pop is sessionkit.Store.Pop.
+func (s *Store) Pop(ctx context.Context, key, name string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.live(ctx, "pop", key)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := r.fields[name]
+	if !ok {
+		return nil, nil
+	}
+	delete(r.fields, name)
+	return v, nil // the map's own copy, now unshared
 }
 
 // Delete is sessionkit.Store.Delete.

@@ -18,6 +18,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/sessionkit/sessionkit/sessionkit"
@@ -88,4 +90,21 @@ func TooManyFields(current int, fields []sessionkit.Field, maxFields int, has fu
 		}
 	}
 	return n > maxFields
+}
+
+// AddInt returns the integer in value (nil counts as 0) plus delta, for
+// Store.Incr: an error matching sessionkit.ErrDecode when value is not the
+// decimal text of an integer or the sum leaves int64.
+func AddInt(value []byte, delta int64) (int64, error) {
+	var n int64
+	if value != nil {
+		var err error
+		if n, err = strconv.ParseInt(string(value), 10, 64); err != nil {
+			return 0, fmt.Errorf("%w: %q is not an integer", sessionkit.ErrDecode, value)
+		}
+	}
+	if (delta > 0 && n > math.MaxInt64-delta) || (delta < 0 && n < math.MinInt64-delta) {
+		return 0, fmt.Errorf("%w: %d + %d overflows int64", sessionkit.ErrDecode, n, delta)
+	}
+	return n + delta, nil
 }
