@@ -837,9 +837,12 @@ func operations(exp sessionkit.Expiry) map[string]func(context.Context, sessionk
 			_, err := s.Incr(ctx, k, "n", 1, 0)
 			return err
 		},
-		"Pop": func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Pop(ctx, k, "z"); return err },
-		"Clear":  func(ctx context.Context, s sessionkit.Store, k string) error { return s.Clear(ctx, k) },
-		"Touch":  func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Touch(ctx, k); return err },
+		"Pop": func(ctx context.Context, s sessionkit.Store, k string) error {
+			_, err := s.Pop(ctx, k, "z")
+			return err
+		},
+		"Clear": func(ctx context.Context, s sessionkit.Store, k string) error { return s.Clear(ctx, k) },
+		"Touch": func(ctx context.Context, s sessionkit.Store, k string) error { _, err := s.Touch(ctx, k); return err },
 		"SetExpiry": func(ctx context.Context, s sessionkit.Store, k string) error {
 			return s.SetExpiry(ctx, k, exp)
 		},

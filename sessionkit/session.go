@@ -3,8 +3,8 @@ package sessionkit
 import (
 	"context"
 	"errors"
-	"strconv"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
