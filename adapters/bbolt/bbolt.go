@@ -51,6 +51,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -560,6 +561,53 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 		}
 		return putFields(b, fields)
 	})
+}
+
+// Incr adds delta to the integer in the named field, in one transaction.
+func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
+	var n int64
+	var bad error // the field's value or the sum, refused: not a backend error
+	err := s.update(ctx, "incr", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
+		if name == "" {
+			return sessionkit.ErrInvalidKey
+		}
+		k := []byte(name)
+		var old []byte // nil: no such field, which counts as 0
+		if fk, v := b.Cursor().Seek(k); fk != nil && bytes.Equal(fk, k) {
+			old = append([]byte{}, v...) // non-nil even when empty: an empty field is not 0
+		} else if maxFields > 0 && count(b) >= maxFields {
+			return sessionkit.ErrTooManyFields
+		}
+		if n, bad = driver.AddInt(old, delta); bad != nil {
+			return bad // rolls back the refresh too: nothing changes
+		}
+		return b.Put(k, strconv.AppendInt(nil, n, 10))
+	})
+	if bad != nil {
+		return 0, fmt.Errorf("bbolt: incr: %w", bad)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Pop returns the named field's value and removes it, in one transaction.
+func (s *Store) Pop(ctx context.Context, key, name string) ([]byte, error) {
+	var out []byte
+	err := s.update(ctx, "pop", key, func(_ *bolt.Tx, b *bolt.Bucket, _ meta) error {
+		out = nil
+		k := []byte(name)
+		if fk, v := b.Cursor().Seek(k); name != "" && fk != nil && bytes.Equal(fk, k) {
+			out = append([]byte{}, v...) // copied inside the transaction; non-nil even when empty
+			return b.Delete(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Delete removes the named fields.

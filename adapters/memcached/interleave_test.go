@@ -396,6 +396,9 @@ func TestRoundTrips(t *testing.T) {
 		{"Create", func() error { return s.Create(ctx, "k", field, exp) }, []string{"add k"}},
 		{"Get", func() error { _, err := s.Get(ctx, "k", "b"); return err }, []string{"gets k", "cas k"}},
 		{"Set", func() error { return s.Set(ctx, "k", field, 0) }, []string{"gets k", "cas k"}},
+		{"Incr", func() error { _, err := s.Incr(ctx, "k", "n", 1, 0); return err }, []string{"gets k", "cas k"}},
+		{"Pop", func() error { _, err := s.Pop(ctx, "k", "n"); return err }, []string{"gets k", "cas k"}},
+		{"Pop of a missing field", func() error { _, err := s.Pop(ctx, "k", "n"); return err }, []string{"gets k", "cas k"}},
 		{"Rename", func() error { return s.Rename(ctx, "k", "k2") }, []string{"gets k k2", "cas k", "add k2", "gets k"}},
 		{"Get on a marker", func() error {
 			_, err := s.Get(ctx, "k", "b")

@@ -13,13 +13,14 @@
 //
 //   - Round trips. Operations take more than the one round trip the
 //     contract promises, as a compare-and-swap loop must: Get, GetAll, Keys,
-//     Has, Len, Set, Delete, Clear, Touch and SetExpiry take 2 (gets + cas),
-//     plus 2 for each compare-and-swap lost to a concurrent write (a read
-//     that loses it does not retry: the writer refreshed the expiry). Create
-//     takes 1 (add). Rename takes 4 (see Rename below). Destroy takes 2 on a
-//     session (gets + cas), 1 on a missing key, and 2 more for each Rename
-//     marker it follows (gets + delete). An expired or damaged item found on
-//     the way costs 1 more (delete); Create over one costs 2 more (gets + cas).
+//     Has, Len, Set, Incr, Pop, Delete, Clear, Touch and SetExpiry take 2
+//     (gets + cas), plus 2 for each compare-and-swap lost to a concurrent
+//     write (a read, or a Pop of a missing field, that loses it does not
+//     retry: the writer refreshed the expiry). Create takes 1 (add).
+//     Rename takes 4 (see Rename below). Destroy takes 2 on a session
+//     (gets + cas), 1 on a missing key, and 2 more for each Rename marker
+//     it follows (gets + delete). An expired or damaged item found on the
+//     way costs 1 more (delete); Create over one costs 2 more (gets + cas).
 //   - Clock. Expiry is decided on the application's clock, not memcached's
 //     (see Clock below).
 //   - Eviction. Memcached may evict any item at any time when it runs out of
@@ -165,6 +166,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strconv"
 	"strings"
 	"time"
 
@@ -621,6 +623,46 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 		}
 		return nil
 	})
+}
+
+// Incr adds delta to the integer in the named field: 2 round trips (gets + cas), 2 more per lost race.
+func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
+	var n int64
+	err := s.modify(ctx, "incr", key, func(r *record) error {
+		sum, err := driver.AddInt(r.fields[name], delta) // decode made present fields non-nil
+		if err != nil {
+			return fmt.Errorf("memcached: incr: %w", err)
+		}
+		if driver.TooManyFields(len(r.fields), []sessionkit.Field{{Name: name}}, maxFields, r.has) {
+			return sessionkit.ErrTooManyFields
+		}
+		n = sum
+		r.fields[name] = strconv.AppendInt(nil, sum, 10)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Pop returns the named field's value and removes it: 2 round trips (gets + cas), 2 more per lost race.
+func (s *Store) Pop(ctx context.Context, key, name string) ([]byte, error) {
+	var out []byte
+	err := s.modify(ctx, "pop", key, func(r *record) error {
+		v, ok := r.fields[name]
+		if !ok {
+			out = nil
+			return errUnchanged
+		}
+		out = v // decode made this copy
+		delete(r.fields, name)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Delete removes the named fields: 2 round trips (gets + cas), 2 more per lost race.
