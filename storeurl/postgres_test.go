@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionkit/sessionkit/adapters/postgres"
 	"github.com/sessionkit/sessionkit/internal/testserver"
 	"github.com/sessionkit/sessionkit/sessionkit"
 	"github.com/sessionkit/sessionkit/storeurl"
@@ -60,6 +61,10 @@ func TestFrozenPostgresFailsWithinAboutASecond(t *testing.T) {
 		relay := freezingRelay(t, pg.Addr)
 		store := open(t, "postgres://postgres@"+relay.addr+"/postgres?sslmode=disable&table_prefix="+freshPrefix()+c.query)
 		t.Cleanup(relay.close) // before the store's pool says goodbye to a frozen server
+		// The tables first, with no timeout of their own: on a loaded
+		// machine the DDL alone can take longer than timeout=200ms, which
+		// bounds the first operation's AutoMigrate.
+		require.NoError(t, store.(*postgres.Store).Migrate(t.Context()))
 		create(t, store, "k")
 		relay.freeze()
 		failsBetween(t, store, c.min, c.max, "frozen, with "+c.query)
