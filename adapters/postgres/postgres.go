@@ -37,10 +37,11 @@
 // schema keeps it a heap-only update (no index entry), and its commit waits
 // for a WAL flush unless the connections run with synchronous_commit=off,
 // as storeurl sets them (docs/backends.md has the measured difference). Every
-// writer locks the session's row first, so Set's field limit holds under
-// concurrency: it is checked against a count kept in that row (nfields),
-// exact once the lock is held, where counting the fields in the statement's
-// snapshot could miss a writer that committed while this one waited.
+// writer locks the session's row first, so the field limit of Set and Incr
+// holds under concurrency: it is checked against a count kept in that row
+// (nfields), exact once the lock is held, where counting the fields in the
+// statement's snapshot could miss a writer that committed while this one
+// waited.
 //
 // Rename changes the key of the session's row and inserts a marker row
 // under the old key, naming the new key and pointing at the record, in one
@@ -72,7 +73,10 @@
 // the caller's wraps the context's error. A name or key
 // PostgreSQL cannot store as text (a NUL byte) is sessionkit.ErrInvalidKey;
 // one longer than an index entry can hold (about 2.7 kB) is
-// sessionkit.ErrTooLarge.
+// sessionkit.ErrTooLarge. Incr on a field that does not hold the decimal
+// text of an int64 (exactly what strconv.ParseInt takes, checked in SQL, not
+// by PostgreSQL's looser casts), or whose sum leaves int64, is
+// sessionkit.ErrDecode, and writes nothing.
 package postgres
 
 import (
@@ -438,6 +442,8 @@ func (s *Store) run(ctx context.Context, op, query string, args []any, dest ...a
 			return sessionkit.ErrRenewed
 		case statusExists:
 			return sessionkit.ErrExists
+		case statusDecode:
+			return fmt.Errorf("postgres: %s: %w: the field holds no int64, or the sum leaves int64", op, sessionkit.ErrDecode)
 		}
 		return fmt.Errorf("unknown status %d", st)
 	})
@@ -530,6 +536,24 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	names, values := columns(fields)
 	return s.run(ctx, "set", s.q.set, []any{key, names, values, maxFields})
+}
+
+// Incr is sessionkit.Store.Incr, one statement that locks the session's row first, as Set does; on ErrDecode it refreshes no expiry.
+func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
+	var n int64
+	if err := s.run(ctx, "incr", s.q.incr, []any{key, name, delta, maxFields}, &n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Pop is sessionkit.Store.Pop, one statement that locks the session's row first and deletes the field, returning its value.
+func (s *Store) Pop(ctx context.Context, key, name string) ([]byte, error) {
+	var v []byte
+	if err := s.run(ctx, "pop", s.q.pop, []any{key, name}, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // Delete is sessionkit.Store.Delete, one statement; a name with a NUL byte

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/sessionkit/sessionkit/adaptertest"
 	"github.com/sessionkit/sessionkit/internal/testserver"
 	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/sessionkit/driver"
 	"github.com/sessionkit/sessionkit/storeurl"
 )
 
@@ -598,6 +601,115 @@ func TestNilPoolIsRefused(t *testing.T) {
 	require.Nil(t, s, "no store, so no sweeper to panic on the nil pool")
 }
 
+// Incr checks the stored text in SQL: it must take exactly what
+// driver.AddInt (strconv.ParseInt) takes, whatever PostgreSQL's own casts
+// accept (spaces around an int8, and from version 16 hex and underscores).
+func TestIncrTakesExactlyWhatParseIntTakes(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", nil, long))
+	values := []string{"0", "5", "+5", "-5", "007", "-0", "+0", "", "+", "-", "+-1", " 5", "5 ", "5\n", "\t5",
+		"0x10", "1_000", "1e3", "1.0", "٣", "5\x00", "\xff5", "\\5", `"5"`, "null",
+		"9223372036854775807", "-9223372036854775808", "9223372036854775808", "-9223372036854775809",
+		"10000000000000000000", "-10000000000000000000", "0000000000000000000000000009223372036854775807",
+		"00000000000000000000000000000000000000000000000000000000000000000000000001",
+		"99999999999999999999999999999999999999999999999999999999999999999999999999"}
+	deltas := []int64{0, 1, -1, 42, math.MaxInt64, math.MinInt64, -1_000_000_000_000_000_000}
+	for i, v := range values {
+		for j, d := range deltas {
+			name := fmt.Sprintf("f%d_%d", i, j)
+			require.NoError(t, f.Set(ctx, "k", field(name, v), 0))
+			want, wantErr := driver.AddInt([]byte(v), d)
+			got, err := f.Incr(ctx, "k", name, d, 0)
+			stored, gerr := f.Get(ctx, "k", name)
+			require.NoError(t, gerr)
+			if wantErr != nil {
+				require.ErrorIs(t, err, sessionkit.ErrDecode, "%q + %d", v, d)
+				require.NotErrorIs(t, err, sessionkit.ErrUnavailable, "%q + %d", v, d)
+				require.Equal(t, []byte(v), stored[0], "%q + %d: nothing changes", v, d)
+				continue
+			}
+			require.NoError(t, err, "%q + %d", v, d)
+			require.Equal(t, want, got, "%q + %d", v, d)
+			require.Equal(t, strconv.AppendInt(nil, want, 10), stored[0], "%q + %d: stored as decimal text", v, d)
+		}
+	}
+	got, err := f.Incr(ctx, "k", "new", math.MinInt64, 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(math.MinInt64), got, "a new field holds delta")
+}
+
+func TestAFailedIncrWritesNothing(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", field("s", `"x"`), long))
+	require.NoError(t, f.exec(t, `UPDATE %ssessions SET expires = now() + interval '1 minute'`))
+	before, _, err := f.ttl(ctx, "k")
+	require.NoError(t, err)
+	require.ErrorIs(t, second(f.Incr(ctx, "k", "s", 1, 0)), sessionkit.ErrDecode)
+	require.ErrorIs(t, second(f.Incr(ctx, "k", "new", 1, 1)), sessionkit.ErrTooManyFields)
+	after, _, err := f.ttl(ctx, "k")
+	require.NoError(t, err)
+	require.Less(t, after, before+time.Second, "the expiry is not refreshed")
+	require.Equal(t, 1, f.scalar(t, `SELECT nfields FROM %ssessions`))
+	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM %sfields`))
+}
+
+func TestConcurrentIncrsHoldTheFieldLimit(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", nil, long))
+	const writers, limit = 30, 10
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			_, err := f.Incr(ctx, "k", fmt.Sprint("f", i), 1, limit)
+			if err == nil {
+				ok.Add(1)
+			} else {
+				assert.ErrorIs(t, err, sessionkit.ErrTooManyFields)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, limit, ok.Load(), "exactly as many new fields as the limit are written")
+	n, err := f.Len(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, limit, n)
+	require.Equal(t, limit, f.scalar(t, `SELECT count(*) FROM %sfields`), "the count agrees with the rows")
+}
+
+func TestConcurrentIncrsAndPopsKeepTheCountExact(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	require.NoError(t, f.Create(ctx, "k", nil, long))
+	var wg sync.WaitGroup
+	var popped atomic.Int64
+	for i := range 20 {
+		wg.Go(func() {
+			name := fmt.Sprint("f", i%5)
+			for range 10 {
+				_, err := f.Incr(ctx, "k", name, 1, 0)
+				assert.NoError(t, err)
+				v, err := f.Pop(ctx, "k", name)
+				assert.NoError(t, err)
+				if v != nil {
+					n, err := strconv.ParseInt(string(v), 10, 64)
+					assert.NoError(t, err)
+					popped.Add(n)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n, err := f.Len(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, f.scalar(t, `SELECT count(*) FROM %sfields`), n, "nfields matches the rows")
+	left := f.scalar(t, `SELECT coalesce(sum(convert_from(value, 'UTF8')::bigint), 0) FROM %sfields`)
+	require.EqualValues(t, 200, popped.Load()+int64(left), "every Incr is popped or still there")
+}
+
 func TestNamesPostgreSQLCannotStore(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := t.Context()
@@ -608,6 +720,9 @@ func TestNamesPostgreSQLCannotStore(t *testing.T) {
 	require.ErrorIs(t, second(f.Get(ctx, "k", "a", "nul\x00")), sessionkit.ErrInvalidKey)
 	require.ErrorIs(t, second(f.Has(ctx, "k", "nul\x00")), sessionkit.ErrInvalidKey)
 	require.ErrorIs(t, f.Delete(ctx, "k", "nul\x00"), sessionkit.ErrInvalidKey)
+	require.ErrorIs(t, second(f.Incr(ctx, "k", "nul\x00", 1, 0)), sessionkit.ErrInvalidKey)
+	require.ErrorIs(t, second(f.Pop(ctx, "k", "nul\x00")), sessionkit.ErrInvalidKey)
+	require.ErrorIs(t, second(f.Incr(ctx, "k", randomName(10_000), 1, 0)), sessionkit.ErrTooLarge)
 	require.ErrorIs(t, f.Set(ctx, "k", field(randomName(10_000), "x"), 0), sessionkit.ErrTooLarge)
 	require.ErrorIs(t, f.Create(ctx, "k2", field(randomName(10_000), "x"), long), sessionkit.ErrTooLarge)
 	_, err := f.Get(ctx, "k", randomName(10_000))

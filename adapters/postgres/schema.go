@@ -119,7 +119,7 @@ const (
 
 	// refresh is the new expiry of a record t: its idle timeout from now,
 	// or its absolute deadline if sooner.
-	refresh      = `least(now() + t.idle, t.created + t.absolute)`
+	refresh = `least(now() + t.idle, t.created + t.absolute)`
 
 	// durableCTE makes the statement's own transaction commit durably
 	// (synchronous_commit on, for this transaction only) whatever the
@@ -127,7 +127,7 @@ const (
 	// the pool with synchronous_commit off, since every read writes, and a
 	// database crash must not undo an acknowledged login (a Renew: the old
 	// token would live again) or logout. The statement must read it.
-	durableCTE = `durable AS (SELECT set_config('synchronous_commit', 'on', true))`
+	durableCTE   = `durable AS (SELECT set_config('synchronous_commit', 'on', true))`
 	refreshSweep = binStart + refresh + binEnd
 	setRefresh   = `expires = ` + refresh + `, sweep_after = ` + refreshSweep
 
@@ -145,6 +145,11 @@ const (
 	statusNotFound = 1
 	statusRenewed  = 2
 	statusExists   = 3
+	statusDecode   = 4 // incr: the field holds no int64, or the sum leaves int64
+
+	// The bounds of int64, for incr.
+	minInt64 = `-9223372036854775808`
+	maxInt64 = `9223372036854775807`
 )
 
 // sweepAfter is sweep_after for an expiry e.
@@ -156,8 +161,8 @@ type queries struct {
 	objects     []string // the names in schema
 	migrateLock string
 
-	create, get, getOne, getAll, keys, has, length, set, del, touch string
-	setExpiry, rename, destroy, count, sweepMarkers, sweepRecords   string
+	create, get, getOne, getAll, keys, has, length, set, incr, pop, del  string
+	touch, setExpiry, rename, destroy, count, sweepMarkers, sweepRecords string
 
 	nfieldsCheck string // the constraint that Set's limit trips
 	keyUnique    string // the constraint that a taken key trips
@@ -227,6 +232,46 @@ func newQueries(prefix string) *queries {
 		nfields = CASE WHEN $4::int > 0 AND t.nfields + n.added > $4::int THEN -1 ELSE t.nfields + n.added END
 		FROM s, n WHERE t.id = s.id AND s.here)
 	SELECT ` + status,
+
+		// incr: $2 the name, $3 delta, $4 the field limit (0: none). Like set,
+		// one field: a new field holds $3's decimal text and counts against
+		// the limit. A field that exists is updated by ON CONFLICT, which sees
+		// its latest committed value (not the snapshot's, which may predate an
+		// Incr that committed while this one waited for the lock), but only if
+		// that value is the decimal text of an int64 (what strconv.ParseInt
+		// takes: a sign, then ASCII digits) and the sum stays in int64: else
+		// nothing is written, the expiry included, and the status is 4
+		// (ErrDecode). The text is checked on encode(…, 'escape'), which turns
+		// NUL, backslash and every byte over 0x7F into a backslash escape and
+		// never fails (convert_from fails on bytes that are not UTF-8), and
+		// before any cast (CASE, not AND, fixes the order): 0* and {1,19} keep
+		// the numeric cast from failing on a long string of digits.
+		incr: `WITH ` + snapCTE + `, ` + lockCTE + `,
+	w AS (INSERT INTO {p}fields AS f (session_id, name, value)
+		SELECT s.id, $2, convert_to($3::bigint::text, 'UTF8') FROM s WHERE s.here
+		ON CONFLICT (session_id, name) DO UPDATE
+			SET value = convert_to((encode(f.value, 'escape')::numeric + $3::bigint)::text, 'UTF8')
+			WHERE CASE WHEN encode(f.value, 'escape') ~ '^[+-]?0*[0-9]{1,19}$'
+				THEN encode(f.value, 'escape')::numeric BETWEEN ` + minInt64 + ` AND ` + maxInt64 + `
+					AND encode(f.value, 'escape')::numeric + $3::bigint BETWEEN ` + minInt64 + ` AND ` + maxInt64 + `
+				ELSE false END
+		RETURNING xmax = 0 AS inserted, value),
+	u AS (UPDATE {p}sessions t SET ` + setRefresh + `,
+		nfields = CASE WHEN NOT w.inserted THEN t.nfields WHEN $4::int > 0 AND t.nfields + 1 > $4::int THEN -1
+			ELSE t.nfields + 1 END
+		FROM s, w WHERE t.id = s.id AND s.here)
+	SELECT CASE WHEN (SELECT here FROM s) AND NOT EXISTS (SELECT FROM w) THEN 4 ELSE ` + status + ` END,
+		coalesce((SELECT convert_from(value, 'UTF8')::bigint FROM w), 0)`,
+
+		// pop: $2 the name. It deletes the field, returning its value, and
+		// subtracts it from the count as del does. Of two Pops of one field,
+		// the second waits for the first's lock, then finds the field gone
+		// (a deleted row is not deleted twice) and returns NULL.
+		pop: `WITH ` + snapCTE + `, ` + lockCTE + `,
+	d AS (DELETE FROM {p}fields WHERE session_id = (SELECT id FROM s WHERE here) AND name = $2 RETURNING value),
+	u AS (UPDATE {p}sessions t SET ` + setRefresh + `, nfields = greatest(t.nfields - (SELECT count(*) FROM d), 0)
+		FROM s WHERE t.id = s.id AND s.here)
+	SELECT ` + status + `, (SELECT value FROM d)`,
 
 		// del: $2 the names, or NULL for every field (Clear). It subtracts
 		// what it deleted from the count rather than recounting: a field
@@ -308,7 +353,7 @@ func newQueries(prefix string) *queries {
 		q.objects = append(q.objects, q.schema[i].name)
 	}
 	for _, s := range []*string{&q.migrateLock, &q.create, &q.get, &q.getOne, &q.getAll, &q.keys, &q.has, &q.length,
-		&q.set, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweepMarkers, &q.sweepRecords} {
+		&q.set, &q.incr, &q.pop, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweepMarkers, &q.sweepRecords} {
 		*s = r.Replace(*s)
 	}
 	return q
