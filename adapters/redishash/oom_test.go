@@ -60,7 +60,7 @@ func TestWritesThatGrowFailCleanlyWhenRedisIsOutOfMemory(t *testing.T) {
 	keys := make([]string, 50)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("session:{oom}%d", i)
-		require.NoError(t, store.Create(ctx, keys[i], []sessionkit.Field{{Name: "user", Value: []byte(`"ana"`)}}, exp))
+		require.NoError(t, store.Create(ctx, keys[i], []sessionkit.Field{{Name: "user", Value: []byte(`"ana"`)}, {Name: "count", Value: []byte("1")}, {Name: "plus", Value: []byte("+7")}}, exp))
 	}
 	var (
 		err  error
@@ -84,7 +84,22 @@ func TestWritesThatGrowFailCleanlyWhenRedisIsOutOfMemory(t *testing.T) {
 		n, err := client.HExists(ctx, k, name).Result()
 		require.NoError(t, err)
 		require.False(t, n, "a refused Set wrote its field")
+		_, err = store.Incr(ctx, k, name, 1, 0)
+		requireOOM(t, err, "Incr of a new field")
+		n, err = client.HExists(ctx, k, name).Result()
+		require.NoError(t, err)
+		require.False(t, n, "a refused Incr wrote its field")
 	}
+	// Incr of an existing field is refused as well (HINCRBY is deny-oom
+	// and the first write), before any look at the value, and so is the
+	// rewrite of a non-canonical integer ("+7", see incrScript).
+	for _, name := range []string{"count", "plus", "user"} {
+		_, err = store.Incr(ctx, keys[1], name, 1, 0)
+		requireOOM(t, err, "Incr of "+name)
+	}
+	raw, err := client.HMGet(ctx, keys[1], "count", "plus", "user").Result()
+	require.NoError(t, err)
+	require.Equal(t, []any{"1", "+7", `"ana"`}, raw, "refused Incrs changed nothing")
 	requireOOM(t, store.Create(ctx, "session:{oom}new", nil, exp), "Create")
 	require.Zero(t, client.Exists(ctx, "session:{oom}new").Val(), "a refused Create left a key")
 	requireOOM(t, store.Rename(ctx, keys[0], "session:{oom}renamed"), "Rename")
@@ -104,6 +119,9 @@ func TestWritesThatGrowFailCleanlyWhenRedisIsOutOfMemory(t *testing.T) {
 		require.NoError(t, err, "GetAll under OOM")
 	}
 	require.NoError(t, store.Delete(ctx, keys[0], "f0", "f50"), "Delete under OOM")
+	v, err := store.Pop(ctx, keys[1], "count")
+	require.NoError(t, err, "Pop under OOM")
+	require.Equal(t, []byte("1"), v)
 	require.NoError(t, store.SetExpiry(ctx, keys[0], sessionkit.Expiry{Idle: time.Hour, Absolute: 2 * time.Hour}), "SetExpiry under OOM")
 	for _, k := range keys[:len(keys)/2] {
 		require.NoError(t, store.Clear(ctx, k), "Clear under OOM")

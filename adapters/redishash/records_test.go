@@ -104,6 +104,8 @@ func operationsOn(s *redishash.Store) map[string]func(context.Context, string) e
 		"Set": func(ctx context.Context, k string) error {
 			return s.Set(ctx, k, []sessionkit.Field{{Name: "z", Value: []byte("26")}}, 0)
 		},
+		"Incr":   func(ctx context.Context, k string) error { _, err := s.Incr(ctx, k, "a", 1, 0); return err },
+		"Pop":    func(ctx context.Context, k string) error { _, err := s.Pop(ctx, k, "a"); return err },
 		"Delete": func(ctx context.Context, k string) error { return s.Delete(ctx, k, "a") },
 		"Clear":  func(ctx context.Context, k string) error { return s.Clear(ctx, k) },
 		"Touch":  func(ctx context.Context, k string) error { _, err := s.Touch(ctx, k); return err },

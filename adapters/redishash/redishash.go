@@ -63,9 +63,9 @@
 // # Memory
 //
 // Under maxmemory-policy noeviction, a write that grows a record (Create,
-// Set, Rename) fails with sessionkit.ErrUnavailable, wrapping Redis's OOM
-// error, and changes nothing once Redis is over maxmemory; reads, Delete,
-// Clear and Destroy keep working. docs/operations.md says which eviction
+// Set, Incr, Rename) fails with sessionkit.ErrUnavailable, wrapping Redis's
+// OOM error, and changes nothing once Redis is over maxmemory; reads, Pop,
+// Delete, Clear and Destroy keep working. docs/operations.md says which eviction
 // policies are safe for sessions.
 //
 // # Errors
@@ -80,6 +80,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,6 +155,12 @@ func pairs(args []any, fields []sessionkit.Field) ([]any, error) {
 // errRetry is Create's replyRetry: it removed a corrupt record in its way.
 var errRetry = errors.New("redishash: retry")
 
+// Incr's refusals, nothing written.
+var (
+	errNotInt   = fmt.Errorf("%w: redishash: the field does not hold an int64", sessionkit.ErrDecode)
+	errOverflow = fmt.Errorf("%w: redishash: the result would overflow int64", sessionkit.ErrDecode)
+)
+
 // run runs a script and turns its reply codes into errors.
 func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args ...any) (any, error) {
 	v, err := sc.Run(ctx, s.client, keys, args...).Result()
@@ -175,6 +182,10 @@ func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []str
 		return nil, sessionkit.ErrExists
 	case replyRetry:
 		return nil, errRetry
+	case replyNotInt:
+		return nil, errNotInt
+	case replyOverflow:
+		return nil, errOverflow
 	}
 	return nil, wrap(ctx, op, fmt.Errorf("unexpected reply %d", n))
 }
@@ -293,6 +304,44 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 	}
 	_, err = s.status(ctx, "set", setScript, key, args...)
 	return err
+}
+
+// Incr is sessionkit.Store.Incr: one script whose first write is HINCRBY
+// (deny-oom), so Redis refuses it whole when over maxmemory.
+func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
+	if strings.HasPrefix(name, sessionkit.ReservedPrefix) {
+		return 0, sessionkit.ErrInvalidKey
+	}
+	v, err := s.run(ctx, "incr", incrScript, []string{key}, name, delta, maxFields)
+	if err != nil {
+		return 0, err
+	}
+	str, ok := v.(string)
+	if !ok {
+		return 0, wrap(ctx, "incr", fmt.Errorf("unexpected reply %T", v))
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil {
+		return 0, wrap(ctx, "incr", err)
+	}
+	return n, nil
+}
+
+// Pop is sessionkit.Store.Pop: one script; it works when Redis is out of
+// memory, as Delete does.
+func (s *Store) Pop(ctx context.Context, key, name string) ([]byte, error) {
+	if strings.HasPrefix(name, sessionkit.ReservedPrefix) {
+		return nil, sessionkit.ErrInvalidKey
+	}
+	vals, err := s.list(ctx, "pop", popScript, key, name)
+	if err != nil || len(vals) == 0 {
+		return nil, err
+	}
+	str, ok := vals[0].(string)
+	if !ok {
+		return nil, wrap(ctx, "pop", fmt.Errorf("unexpected reply %T", vals[0]))
+	}
+	return []byte(str), nil
 }
 
 // Delete is sessionkit.Store.Delete: one script, names deleted in HDEL chunks.

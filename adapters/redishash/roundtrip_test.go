@@ -97,6 +97,16 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 		{"Keys", 1, func(s *sessionkit.Session) error { _, err := s.Keys(ctx); return err }},
 		{"All", 1, func(s *sessionkit.Session) error { _, err := s.All(ctx); return err }},
 		{"Len", 1, func(s *sessionkit.Session) error { _, err := s.Len(ctx); return err }},
+		{"Incr of a new key", 1, func(s *sessionkit.Session) error { _, err := s.Incr(ctx, "n", 1); return err }},
+		{"Incr", 1, func(s *sessionkit.Session) error { _, err := s.Incr(ctx, "n", 1); return err }},
+		{"Pop", 1, func(s *sessionkit.Session) error {
+			var v int
+			if found, err := s.Pop(ctx, "n", &v); err != nil || !found || v != 2 {
+				return fmt.Errorf("want 2, got %d, %v, %v", v, found, err)
+			}
+			return nil
+		}},
+		{"Pop of a missing key", 1, func(s *sessionkit.Session) error { _, err := s.Pop(ctx, "n", new(int)); return err }},
 		{"Delete", 1, func(s *sessionkit.Session) error { return s.Delete(ctx, "c", "d") }},
 		{"ExpiresAt", 1, func(s *sessionkit.Session) error { _, err := s.ExpiresAt(ctx); return err }},
 		{"SetExpiry", 1, func(s *sessionkit.Session) error {

@@ -28,10 +28,11 @@ import (
 //     always before its deadline: no script compares times.
 //   - Out of memory. A script without a shebang is checked against
 //     maxmemory only at its first write, and only if that write is a
-//     deny-oom command (HSET is, PEXPIRE, HDEL, DEL and RENAME are not).
-//     Every script that grows a record (Create, Set, Rename) makes an HSET
-//     its first write, so under noeviction it fails before changing
-//     anything; the others (reads, Delete, Clear, SetExpiry) keep working.
+//     deny-oom command (HSET and HINCRBY are, PEXPIRE, HDEL, DEL and RENAME
+//     are not). Every script that grows a record (Create, Set, Rename)
+//     makes an HSET its first write, and Incr an HINCRBY, so under
+//     noeviction it fails before changing anything; the others (reads,
+//     Pop, Delete, Clear, SetExpiry) keep working.
 //   - Any size. Lua's unpack fails at about 8000 values, so names and
 //     field/value pairs go to HMGET, HSET and HDEL in chunks of at most
 //     1000 arguments.
@@ -44,6 +45,8 @@ const (
 	replyRenewed  = -3 // the key holds a Rename marker
 	replyExists   = -4 // Create or Rename found the target taken
 	replyRetry    = -5 // Create removed a corrupt record in its way: run it again
+	replyNotInt   = -6 // Incr found a field that does not hold an int64; nothing written
+	replyOverflow = -7 // Incr's result would leave int64; nothing written
 )
 
 // valid is true when the metadata strings d, i and c parse as positive
@@ -218,6 +221,81 @@ end
 return 1
 `)
 
+	// ARGV: field, delta, max fields (0: no limit). Guard's HMGET reads the
+	// field's current value into m[5].
+	//
+	// HINCRBY is the first write, and deny-oom (see the top of the file);
+	// it runs through pcall so that its refusals become reply codes: a
+	// value that is not an integer, a result outside int64. An OOM or any
+	// other error is returned as it came. Three places where Redis's
+	// HINCRBY and miniredis's differ from strconv.ParseInt, which the
+	// in-process stores use (driver.AddInt), are evened out here, so that
+	// every backend accepts and refuses the same values:
+	//
+	//   - Redis accepts only the canonical form (string2ll: no "+", no
+	//     leading zeros, no "-0"); ParseInt and miniredis take those too.
+	//     On Redis's refusal, a value of ParseInt's form is rewritten in
+	//     canonical form (an HSET, deny-oom, is then the first write) and
+	//     HINCRBY runs again; if that fails too the value is put back.
+	//   - miniredis wraps around on overflow instead of refusing. Overflow
+	//     happened exactly when the old value and delta have one sign and
+	//     the result the other (the signs read from the decimal text, not
+	//     from Lua's doubles); the old value is then put back.
+	//   - HINCRBY's integer reply becomes a Lua double, exact only up to
+	//     2^53, so the result is read back as text with HGET and returned
+	//     as a string, for the client to parse.
+	incrScript = guarded(", ARGV[1]", `
+local old, max = m[5], tonumber(ARGV[3])
+if not old and max > 0 and redis.call('HLEN', KEYS[1]) - `+metaCount+` >= max then
+  `+refresh+`
+  return -2
+end
+local r = redis.pcall('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if type(r) == 'table' and old then
+  local sign, digits = string.match(old, '^([+-]?)([0-9]+)$')
+  if digits and string.find(r.err, 'not an integer', 1, true) then
+    digits = string.gsub(digits, '^0+', '')
+    if digits == '' then digits, sign = '0', '' end
+    if sign == '+' then sign = '' end
+    if sign .. digits ~= old then
+      redis.call('HSET', KEYS[1], ARGV[1], sign .. digits)
+      r = redis.pcall('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+      if type(r) == 'table' then redis.call('HSET', KEYS[1], ARGV[1], old) end
+    end
+  end
+end
+if type(r) == 'table' then
+  if string.find(r.err, 'not an integer', 1, true) then
+    `+refresh+`
+    return -6
+  end
+  if string.find(r.err, 'overflow', 1, true) then
+    `+refresh+`
+    return -7
+  end
+  return r
+end
+local new = redis.call('HGET', KEYS[1], ARGV[1])
+local function neg(x) return string.sub(x, 1, 1) == '-' end
+if old and neg(old) == neg(ARGV[2]) and neg(new) ~= neg(old) then
+  redis.call('HSET', KEYS[1], ARGV[1], old)
+  `+refresh+`
+  return -7
+end
+`+refresh+`
+return new
+`)
+
+	// ARGV: field. Guard's HMGET reads the value into m[5]; the reply is
+	// an empty array for a missing field, else the value in an array (a
+	// nil reply would be indistinguishable from an error for go-redis).
+	popScript = guarded(", ARGV[1]", `
+if m[5] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+`+refresh+`
+if m[5] then return {m[5]} end
+return {}
+`)
+
 	// ARGV: field, …
 	deleteScript = guarded("", from(hdelFrom, "1")+refresh+`return 1`)
 
@@ -289,8 +367,8 @@ return false
 func init() {
 	testhook.RegisterRedisScripts(map[string]any{
 		"create": createScript, "get": getScript, "getall": getAllScript, "keys": keysScript,
-		"has": hasScript, "len": lenScript, "set": setScript, "delete": deleteScript,
-		"clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript,
+		"has": hasScript, "len": lenScript, "set": setScript, "incr": incrScript, "pop": popScript,
+		"delete": deleteScript, "clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript,
 		"rename": renameScript, "destroy": destroyScript,
 	})
 }
