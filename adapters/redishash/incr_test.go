@@ -8,12 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionkit/sessionkit/adapters/redishash"
-	"github.com/sessionkit/sessionkit/internal/testserver"
 	"github.com/sessionkit/sessionkit/sessionkit"
 	"github.com/sessionkit/sessionkit/sessionkit/driver"
 )
@@ -25,18 +23,7 @@ import (
 // around on overflow. It checks the result, the text stored, and that a
 // refusal leaves the field as it was, in a small (listpack) and a large
 // (hashtable) record.
-func TestIncrAgreesWithParseIntOnEveryBackend(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		client := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
-		t.Cleanup(func() { client.Close() })
-		checkIncrValues(t, client)
-	})
-	t.Run("redis-server", func(t *testing.T) {
-		client := redis.NewClient(&redis.Options{Addr: testserver.Redis(t).Addr})
-		t.Cleanup(func() { client.Close() })
-		checkIncrValues(t, client)
-	})
-}
+func TestIncrAgreesWithParseIntOnEveryBackend(t *testing.T) { onBothBackends(t, checkIncrValues) }
 
 func checkIncrValues(t *testing.T, client *redis.Client) {
 	ctx := t.Context()
