@@ -463,6 +463,29 @@ func TestARequestOnARenewedTokenSendsNoCookie(t *testing.T) {
 		require.ErrorIs(t, lateErr, sessionkit.ErrRenewed, name)
 		require.Nil(t, sessionCookie(t, w.Result()), "%s: the stale token is not sent back", name)
 	}
+
+	// A logout through the stale token still ends the session, and then
+	// the cookie is deleted.
+	stale := token
+	h := f.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := f.m.Session(r.Context())
+		elsewhere, err := f.m.Load(s.Token())
+		require.NoError(t, err)
+		require.NoError(t, elsewhere.Renew(r.Context()))
+		token = elsewhere.Token()
+		_, _, err = keyN.Get(r.Context(), s)
+		require.ErrorIs(t, err, sessionkit.ErrRenewed)
+		require.NoError(t, s.Destroy(r.Context()))
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: stale})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	c := sessionCookie(t, w.Result())
+	require.NotNil(t, c, "logout deletes the cookie")
+	require.Equal(t, -1, c.MaxAge)
+	_, ok := f.ttl(f.m.StorageKey(token))
+	require.False(t, ok, "the renewed session is gone too")
 }
 
 func TestCookiePrefixesAreEnforced(t *testing.T) {

@@ -64,6 +64,7 @@ func (s *Session) reset() {
 	s.key = s.m.StorageKey(s.token)
 	s.stored = false
 	s.issued = false
+	s.stale = false // the new token is this handle's own
 	s.nalt = 0
 }
 
