@@ -437,6 +437,53 @@ var managerCases = []testCase{
 		require.Equal(e, "live", got, "an unknown and a renewed cookie before the live one do not hide it")
 		require.Empty(e, w.Header().Values("Set-Cookie"), "no cookie is sent, so none is deleted")
 	}},
+	{"SkewedApplicationClocksDoNotMoveTheLifetime", func(e *env) {
+		// Two Managers whose clocks are 10 s ahead and 10 s behind, as on
+		// two application servers: the lifetime is decided by the store's
+		// clock, whichever created or used the session. (An adapter that
+		// keeps time on its own Options.Clock, as memcached does, says so in
+		// its package doc; this case does not skew that one.)
+		exp := sessionkit.Expiry{Idle: 10 * e.unit(), Absolute: 20 * e.unit()}
+		skewed := func(d time.Duration) *sessionkit.Manager {
+			m, err := sessionkit.New(&sessionkit.Options{Store: e.s, IdleTimeout: exp.Idle, Lifetime: exp.Absolute,
+				Clock: func() time.Time { return e.now().Add(d) }})
+			require.NoError(e, err)
+			return m
+		}
+		ahead, behind := skewed(10*time.Second), skewed(-10*time.Second)
+		s := ahead.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		key := ahead.StorageKey(s.Token())
+		e.requireExpiryWithin(key, exp.Idle)
+		start := time.Now()
+		if e.fakeClock() {
+			for i := range 3 { // 18 units of use, 2 short of the lifetime
+				e.h.Advance(6 * e.unit())
+				_, err := e.load(behind, s.Token()).Get(e.ctx, "a")
+				require.NoError(e, err)
+				e.requireExpiryWithin(key, min(exp.Idle, exp.Absolute-time.Duration(i+1)*6*e.unit()))
+			}
+			e.h.Advance(2 * e.unit())
+			v, err := e.load(behind, s.Token()).Get(e.ctx, "a")
+			require.NoError(e, err)
+			require.Nil(e, v, "the session ends at its lifetime on the store's clock, not 10 s later")
+			return
+		}
+		var v any
+		for time.Since(start) < exp.Absolute+2*time.Second {
+			var err error
+			v, err = e.load(behind, s.Token()).Get(e.ctx, "a")
+			require.NoError(e, err)
+			if v == nil {
+				break
+			}
+			time.Sleep(e.unit() / 2)
+		}
+		require.Nil(e, v, "a session used all along ends")
+		lived := time.Since(start)
+		require.Less(e, lived, exp.Absolute+time.Second, "not stretched by the skew (10 s)")
+		require.GreaterOrEqual(e, lived, exp.Absolute-50*time.Millisecond, "not cut by the skew")
+	}},
 	{"DestroyEndsTheSession", func(e *env) {
 		m := e.manager(sessionkit.Options{})
 		s := m.NewSession()
