@@ -703,6 +703,39 @@ var storeCases = []testCase{
 		e.requireFields(k, fieldsOf("a", "42", "b", "2", "hits", "-1", "s", `"x"`, "big", "9223372036854775807"))
 		e.requireExpiryWithin(k, e.expiry().Idle)
 	}},
+	{"ConcurrentNewFieldsNeverPassTheLimit", func(e *env) {
+		const writers, limit = 30, 10
+		for name, write := range map[string]func(k, field string) error{
+			"Set": func(k, field string) error { return e.s.Set(e.ctx, k, fieldList(field, "1"), limit) },
+			"Incr": func(k, field string) error {
+				_, err := e.s.Incr(e.ctx, k, field, 1, limit)
+				return err
+			},
+		} {
+			k := e.createWith(e.expiry(), nil)
+			errs := make([]error, writers)
+			var wg sync.WaitGroup
+			for i := range writers {
+				wg.Go(func() { errs[i] = write(k, fmt.Sprintf("f%d", i)) })
+			}
+			wg.Wait()
+			written := 0
+			for _, err := range errs {
+				if err == nil {
+					written++
+					continue
+				}
+				require.ErrorIs(e, err, sessionkit.ErrTooManyFields, name)
+			}
+			require.Equal(e, limit, written, "%s: exactly as many new fields as the limit are written", name)
+			n, err := e.s.Len(e.ctx, k)
+			require.NoError(e, err)
+			require.Equal(e, limit, n, name)
+			all, err := e.s.GetAll(e.ctx, k)
+			require.NoError(e, err)
+			require.Len(e, all, limit, "%s: the count agrees with the fields", name)
+		}
+	}},
 	{"ConcurrentIncrsAreNeverLost", func(e *env) {
 		k := e.create()
 		const n = 50

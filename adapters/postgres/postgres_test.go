@@ -191,33 +191,6 @@ func TestAHandEditedFieldCountNeverMakesOperationsFail(t *testing.T) {
 	require.Equal(t, 9, n, "it stays off by as much")
 }
 
-func TestConcurrentWritersHoldTheFieldLimit(t *testing.T) {
-	f := newFixture(t, nil)
-	ctx := t.Context()
-	require.NoError(t, f.Create(ctx, "k", nil, long))
-	const writers, limit = 30, 10
-	var ok atomic.Int64
-	var wg sync.WaitGroup
-	for i := range writers {
-		wg.Go(func() {
-			err := f.Set(ctx, "k", field(fmt.Sprint("f", i), "x"), limit)
-			if err == nil {
-				ok.Add(1)
-			} else {
-				assert.ErrorIs(t, err, sessionkit.ErrTooManyFields)
-			}
-		})
-	}
-	wg.Wait()
-	require.EqualValues(t, limit, ok.Load(), "exactly as many new fields as the limit are written")
-	n, err := f.Len(ctx, "k")
-	require.NoError(t, err)
-	require.Equal(t, limit, n)
-	all, err := f.GetAll(ctx, "k")
-	require.NoError(t, err)
-	require.Len(t, all, limit, "the count agrees with the rows")
-}
-
 func TestConcurrentDeletesAndWritesKeepTheCountExact(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := t.Context()
@@ -653,31 +626,6 @@ func TestAFailedIncrWritesNothing(t *testing.T) {
 	require.Less(t, after, before+time.Second, "the expiry is not refreshed")
 	require.Equal(t, 1, f.scalar(t, `SELECT nfields FROM %ssessions`))
 	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM %sfields`))
-}
-
-func TestConcurrentIncrsHoldTheFieldLimit(t *testing.T) {
-	f := newFixture(t, nil)
-	ctx := t.Context()
-	require.NoError(t, f.Create(ctx, "k", nil, long))
-	const writers, limit = 30, 10
-	var ok atomic.Int64
-	var wg sync.WaitGroup
-	for i := range writers {
-		wg.Go(func() {
-			_, err := f.Incr(ctx, "k", fmt.Sprint("f", i), 1, limit)
-			if err == nil {
-				ok.Add(1)
-			} else {
-				assert.ErrorIs(t, err, sessionkit.ErrTooManyFields)
-			}
-		})
-	}
-	wg.Wait()
-	require.EqualValues(t, limit, ok.Load(), "exactly as many new fields as the limit are written")
-	n, err := f.Len(ctx, "k")
-	require.NoError(t, err)
-	require.Equal(t, limit, n)
-	require.Equal(t, limit, f.scalar(t, `SELECT count(*) FROM %sfields`), "the count agrees with the rows")
 }
 
 func TestConcurrentIncrsAndPopsKeepTheCountExact(t *testing.T) {
