@@ -28,7 +28,9 @@ const pingKey = sessionkit.DefaultKeyPrefix + "{storeurl}ping"
 // A store with a method Ping(context.Context) error is asked through it.
 // Any other store is asked for one field of a session that does not exist:
 // the same path a request takes (for Redis: the script, the connection and
-// its AUTH), and no write.
+// its AUTH), writing no session. A postgres:// store that creates its tables
+// on first use creates them then, so a role without the right fails at
+// start-up too.
 func Ping(ctx context.Context, store sessionkit.Store) error {
 	var err error
 	if p, ok := store.(pinger); ok {
