@@ -28,9 +28,9 @@ const (
 	// got a token, that is not shaped like an issued token.
 	EventRejected
 	// EventStoreError: a store operation failed for the store's own
-	// reasons (Err says how): an outage, a backend error. The caller's bad
-	// input (ErrTooManyFields, ErrTooLarge, ErrInvalidKey), a renewed
-	// session and a done context are not reported.
+	// reasons, an error matching ErrUnavailable (Err says how). The
+	// caller's bad input, a renewed session and a done context are not
+	// reported.
 	EventStoreError
 )
 
@@ -100,15 +100,10 @@ func (m *Manager) emit(ctx context.Context, kind EventKind, token, oldToken stri
 }
 
 // storeError reports a store operation that failed for the store's own
-// reasons: not the caller's input (a limit, a key), not a renewed session,
-// not the caller's context.
+// reasons: the contract marks those ErrUnavailable. The caller's input, a
+// renewed session and a done context are not the store's failures.
 func (m *Manager) storeError(ctx context.Context, token string, err error) {
-	for _, callers := range []error{ErrRenewed, ErrExists, ErrTooManyFields, ErrTooLarge, ErrInvalidKey} {
-		if errors.Is(err, callers) {
-			return
-		}
-	}
-	if ctx.Err() == nil {
+	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 		m.emit(ctx, EventStoreError, token, "", err)
 	}
 }

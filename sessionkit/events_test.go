@@ -72,6 +72,9 @@ func TestMiddlewareEmitsLifecycleEvents(t *testing.T) {
 	ev = log.take()
 	require.Equal(t, []sessionkit.EventKind{sessionkit.EventStoreError}, kinds(ev))
 	require.ErrorIs(t, ev[0].Err, sessionkit.ErrUnavailable)
+	f.store.fail = sessionkit.ErrTooManyFields // the caller's input, not the store's failure
+	f.do("/get", live)
+	require.Empty(t, log.take(), "only the store's own failures are store errors")
 	f.store.fail = nil
 
 	for _, token := range []string{tok, renewed, live} {
