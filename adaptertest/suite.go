@@ -827,11 +827,11 @@ var storeCases = []testCase{
 		gone := e.createWith(short, nil)
 		e.create()
 		e.create()
-		n, err := counter.Count(e.ctx)
+		n, err := counter.Count(e.ctx, "")
 		require.NoError(e, err)
 		require.Equal(e, 3, n)
 		e.waitGone(gone, short.Idle)
-		n, err = counter.Count(e.ctx)
+		n, err = counter.Count(e.ctx, "")
 		require.NoError(e, err)
 		require.Equal(e, 2, n, "an expired session is not counted, swept or not")
 	}},

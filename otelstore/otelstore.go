@@ -54,6 +54,9 @@ type Options struct {
 	// "redis". Default: the last element of the store's package path
 	// ("redishash" for a *redishash.Store).
 	Adapter string
+	// KeyPrefix is the Manager's key prefix: the sessions gauge counts the
+	// sessions under it. Default sessionkit.DefaultKeyPrefix.
+	KeyPrefix string
 }
 
 // operation is a Store (or Counter) method.
@@ -147,6 +150,10 @@ func New(store sessionkit.Store, opts *Options) sessionkit.Store {
 	if adapter == "" {
 		adapter = adapterName(store)
 	}
+	prefix := opts.KeyPrefix
+	if prefix == "" {
+		prefix = sessionkit.DefaultKeyPrefix
+	}
 	meter := mp.Meter(ScopeName)
 	w := &instrumented{store: store}
 	// A span that records nothing still costs a context and a span value
@@ -196,7 +203,7 @@ func New(store sessionkit.Store, opts *Options) sessionkit.Store {
 	if err == nil {
 		gaugeOpts := []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(adapterKV))}
 		_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-			n, err := counter.Count(ctx)
+			n, err := counter.Count(ctx, prefix)
 			if err != nil {
 				return err
 			}
@@ -461,12 +468,12 @@ func (w *instrumented) Destroy(ctx context.Context, key string) error {
 
 // Count implements sessionkit.Counter: it counts through the wrapped store,
 // recorded like every other operation.
-func (w counting) Count(ctx context.Context) (int, error) {
+func (w counting) Count(ctx context.Context, prefix string) (int, error) {
 	if w.idle() {
-		return w.counter.Count(ctx)
+		return w.counter.Count(ctx, prefix)
 	}
 	ctx, c := w.begin(ctx, opCount)
-	n, err := w.counter.Count(ctx)
+	n, err := w.counter.Count(ctx, prefix)
 	c.end(ctx, err)
 	return n, err
 }

@@ -38,6 +38,13 @@ var (
 	ErrDecode = errors.New("sessionkit: cannot decode value")
 	// ErrEncode: a value could not be encoded by the codec.
 	ErrEncode = errors.New("sessionkit: cannot encode value")
+	// ErrTooManySessions: a login would give the user more sessions than
+	// Options.MaxSessionsPerUser, and Options.OverCap is RefuseLogin.
+	// Nothing changed: the session the login came from is as it was.
+	ErrTooManySessions = errors.New("sessionkit: the user has too many sessions")
+	// ErrInvalidUser: a user ID is empty, longer than MaxUserIDLength, or
+	// not printable UTF-8.
+	ErrInvalidUser = errors.New("sessionkit: invalid user ID")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("sessionkit: store closed")
 )

@@ -32,6 +32,14 @@ const (
 	// caller's bad input, a renewed session and a done context are not
 	// reported.
 	EventStoreError
+	// EventBound: a session was bound to a user (Bind) under a new token;
+	// LogID is the new token's, OldLogID the old one's (empty when Bind
+	// created the session).
+	EventBound
+	// EventRevoked: sessions were ended by RevokeSession, RevokeUser,
+	// RevokeOthers or RevokeAll; Sessions says how many. LogID is empty:
+	// a revocation names no token.
+	EventRevoked
 )
 
 func (k EventKind) String() string {
@@ -48,6 +56,10 @@ func (k EventKind) String() string {
 		return "rejected"
 	case EventStoreError:
 		return "store_error"
+	case EventBound:
+		return "bound"
+	case EventRevoked:
+		return "revoked"
 	}
 	return "unknown"
 }
@@ -67,6 +79,8 @@ type Event struct {
 	Context context.Context
 	// Err is the store's error, for EventStoreError.
 	Err error
+	// Sessions is how many sessions ended, for EventRevoked.
+	Sessions int
 }
 
 // emit sends an event to Options.OnEvent and logs it at Debug level. With

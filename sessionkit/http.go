@@ -153,6 +153,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		} else {
 			m.initFresh(s)
 		}
+		s.req = r
 		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), m.ctxKey, s)))
 		cw.commitOnce()
 	})

@@ -70,6 +70,20 @@ type Options struct {
 	// goroutine of the call that caused it; it must not block. Unset, the
 	// events cost nothing.
 	OnEvent func(Event)
+
+	// MaxSessionsPerUser caps the live sessions bound to one user (see
+	// Session.Bind); 0 means no cap. OverCap says what a login over it
+	// does: EvictOldest (the default) or RefuseLogin.
+	MaxSessionsPerUser int
+	OverCap            CapPolicy
+	// RecordIP keeps the client's IP address with each bound session, for
+	// the user's list of sessions. Off by default: an IP address is
+	// personal data.
+	RecordIP bool
+	// ClientIP returns the client's IP address for RecordIP. Default: the
+	// host of Request.RemoteAddr (behind a proxy, read the header your
+	// proxy sets, and only from that proxy).
+	ClientIP func(*http.Request) string
 }
 
 // Manager owns session policy: tokens, storage keys, expiry, codec and
@@ -89,6 +103,11 @@ type Manager struct {
 	logger       *slog.Logger
 	onEvent      func(Event)
 	ctxKey       *contextKey // this Manager's key for its sessions in a request context
+
+	maxUserSessions int
+	capPolicy       CapPolicy
+	recordIP        bool
+	clientIP        func(*http.Request) string
 }
 
 // New returns a Manager for opts. opts.Store is required; every other
@@ -158,6 +177,16 @@ func New(opts *Options) (*Manager, error) {
 		m.logger = slog.Default()
 	}
 	m.ctxKey = new(contextKey)
+	if opts.MaxSessionsPerUser < 0 {
+		return nil, fmt.Errorf("sessionkit: Options.MaxSessionsPerUser is negative (%d)", opts.MaxSessionsPerUser)
+	}
+	if opts.OverCap != EvictOldest && opts.OverCap != RefuseLogin {
+		return nil, fmt.Errorf("sessionkit: Options.OverCap: unknown policy %d", opts.OverCap)
+	}
+	m.maxUserSessions, m.capPolicy, m.recordIP, m.clientIP = opts.MaxSessionsPerUser, opts.OverCap, opts.RecordIP, opts.ClientIP
+	if m.clientIP == nil {
+		m.clientIP = remoteIP
+	}
 	return m, nil
 }
 

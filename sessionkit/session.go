@@ -3,6 +3,7 @@ package sessionkit
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -53,6 +54,8 @@ type Session struct {
 	used      bool // the handler called the session: its response is private
 	stale     bool // the token was renewed away by another request: send no cookie
 	detached  bool // from Manager.Session outside the middleware: every call fails
+
+	req *http.Request // the request, inside the middleware (for Bind's device label)
 }
 
 // maxCandidates bounds the session tokens tried from one request.

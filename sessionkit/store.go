@@ -144,8 +144,9 @@ type Store interface {
 }
 
 // Counter is an optional interface that may be implemented by a Store. It
-// counts the live sessions. A Store that does not implement Counter cannot
-// count its sessions.
+// counts the live sessions whose key starts with prefix (Rename markers
+// and user indexes are not sessions). A Store that does not implement
+// Counter may still be counted through Scanner, page by page.
 type Counter interface {
-	Count(ctx context.Context) (int, error)
+	Count(ctx context.Context, prefix string) (int, error)
 }

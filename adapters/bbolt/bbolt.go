@@ -720,15 +720,15 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 }
 
 // Count returns the number of live sessions (markers are not sessions).
-func (s *Store) Count(ctx context.Context) (int, error) {
+func (s *Store) Count(ctx context.Context, prefix string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, driver.Wrap(ctx, "bbolt: count", err)
 	}
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		now := ms(s.now())
-		return tx.Bucket(bucketMeta).ForEach(func(_, v []byte) error {
-			if m, ok := parseMeta(v); ok && now < m.expires && m.ttl(now) > 0 {
+		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+			if m, ok := parseMeta(v); ok && now < m.expires && m.ttl(now) > 0 && bytes.HasPrefix(k, []byte(prefix)) {
 				n++
 			}
 			return nil

@@ -60,7 +60,7 @@ func TestSweepRemovesOnlyWhatExpired(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2500, n)
 	require.Equal(t, 1, testhook.Of(s).Records(), "the expired sessions are gone from the file")
-	count, err := s.Count(ctx)
+	count, err := s.Count(ctx, "")
 	require.NoError(t, err)
 	require.Equal(t, 1, count)
 	vals, err := s.Get(ctx, "long", "a")
@@ -75,7 +75,7 @@ func TestSweepRemovesExpiredMarkersAndCountSkipsThem(t *testing.T) {
 	exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
 	require.NoError(t, s.Create(ctx, "old", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp))
 	require.NoError(t, s.Rename(ctx, "old", "new"))
-	count, err := s.Count(ctx)
+	count, err := s.Count(ctx, "")
 	require.NoError(t, err)
 	require.Equal(t, 1, count, "a marker is not a session")
 

@@ -9,6 +9,7 @@ package memory
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -368,7 +369,7 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 }
 
 // Count returns the number of live sessions.
-func (s *Store) Count(ctx context.Context) (int, error) {
+func (s *Store) Count(ctx context.Context, prefix string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, driver.Wrap(ctx, "memory: count", err)
 	}
@@ -376,8 +377,8 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	defer s.mu.Unlock()
 	now := s.now()
 	n := 0
-	for _, r := range s.records {
-		if now.Before(r.expires) && r.movedTo == "" {
+	for k, r := range s.records {
+		if now.Before(r.expires) && r.movedTo == "" && strings.HasPrefix(k, prefix) {
 			n++
 		}
 	}

@@ -600,9 +600,9 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 }
 
 // Count returns the number of live sessions (markers not counted).
-func (s *Store) Count(ctx context.Context) (n int, err error) {
+func (s *Store) Count(ctx context.Context, prefix string) (n int, err error) {
 	err = s.do(ctx, "count", func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, s.q.count).Scan(&n)
+		return s.pool.QueryRow(ctx, s.q.count, prefix).Scan(&n)
 	})
 	return n, err
 }

@@ -330,7 +330,7 @@ func newQueries(prefix string) *queries {
 
 		// count: a live row's sweep_after is in the future, so the index
 		// narrows the scan when many rows await the sweeper.
-		count: `SELECT count(*) FROM {p}sessions WHERE sweep_after > now() AND expires > now() AND record IS NULL`,
+		count: `SELECT count(*) FROM {p}sessions WHERE sweep_after > now() AND expires > now() AND record IS NULL AND starts_with(key, $1)`,
 
 		// sweepMarkers and sweepRecords delete up to $1 expired markers, or
 		// records, skipping rows another transaction holds, so that several
