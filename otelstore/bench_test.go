@@ -45,7 +45,7 @@ var benchmarks = []struct {
 	{"Touch", func(ctx context.Context, s sessionkit.Store) error { _, err := s.Touch(ctx, "k"); return err }},
 	{"SetExpiry", func(ctx context.Context, s sessionkit.Store) error { return s.SetExpiry(ctx, "k", exp) }},
 	{"Count", func(ctx context.Context, s sessionkit.Store) error {
-		_, err := s.(sessionkit.Counter).Count(ctx)
+		_, err := s.(sessionkit.Counter).Count(ctx, "")
 		return err
 	}},
 	{"Create+Destroy", func(ctx context.Context, s sessionkit.Store) error {

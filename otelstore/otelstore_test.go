@@ -168,7 +168,7 @@ var operations = []struct {
 		return s.Destroy(ctx, key)
 	}},
 	{"Count", func(ctx context.Context, s sessionkit.Store, key string) error {
-		_, err := s.(sessionkit.Counter).Count(ctx)
+		_, err := s.(sessionkit.Counter).Count(ctx, "")
 		return err
 	}},
 }

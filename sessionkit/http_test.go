@@ -214,7 +214,7 @@ func TestAnonymousReadCreatesNothing(t *testing.T) {
 			require.Contains(t, []string{"unknown", "expired"}, name)
 		}
 	}
-	n, err := f.mem.Count(t.Context())
+	n, err := f.mem.Count(t.Context(), "")
 	require.NoError(t, err)
 	require.Zero(t, n, "sessions created by anonymous reads")
 	require.Equal(t, int64(2), f.store.calls.Load(), "only the unknown and expired tokens reach the store (one Get each)")
@@ -337,7 +337,7 @@ func TestConcurrentLoginsLeaveOneSessionAndTheLoserSendsNoCookie(t *testing.T) {
 		require.Nil(t, c, "the losing login sends no cookie: no deletion of the winner's")
 	}
 	require.NotEmpty(t, winner)
-	n2, err := f.mem.Count(t.Context())
+	n2, err := f.mem.Count(t.Context(), "")
 	require.NoError(t, err)
 	require.Equal(t, 1, n2, "one live session")
 	require.Equal(t, "cart", body(t, f.do("/get", winner)))

@@ -318,7 +318,7 @@ func TestSweepDeletesExpiredRowsInBatches(t *testing.T) {
 	n, err = f.Sweep(ctx)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, n, 250, "250 sessions, and the marker unless it went with its record")
-	count, err := f.Count(ctx)
+	count, err := f.Count(ctx, "")
 	require.NoError(t, err)
 	require.Equal(t, 1, count)
 	require.Equal(t, 1, f.scalar(t, `SELECT count(*) FROM %ssessions`), "no row but the live session's is left")
@@ -413,7 +413,7 @@ func TestAutoMigrateCreatesTheTablesOnFirstUse(t *testing.T) {
 		wg.Go(func() { assert.NoError(t, f.Create(ctx, fmt.Sprint("k", i), field("a", "1"), long)) })
 	}
 	wg.Wait()
-	n, err := f.Count(ctx)
+	n, err := f.Count(ctx, "")
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
 }
