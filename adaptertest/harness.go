@@ -58,6 +58,11 @@ type Harness struct {
 	// the cases for that kind are then skipped by name. Nil skips them all.
 	Corrupt func(ctx context.Context, key string, kind Corruption) error
 
+	// IndexEntries returns the number of entries the backend holds in the
+	// user index under key, live or not, without cleaning it: what the
+	// index costs in memory. Nil skips the checks that the index shrinks.
+	IndexEntries func(ctx context.Context, index string) (int, error)
+
 	// Close, if not nil, is called when the subtest ends.
 	Close func()
 }

@@ -25,6 +25,12 @@ func Run(t *testing.T, mk Maker) {
 	for _, c := range managerCases {
 		t.Run("Manager/"+c.name, func(t *testing.T) { c.run(newEnv(t, mk)) })
 	}
+	for _, c := range userCases {
+		t.Run("Users/"+c.name, func(t *testing.T) { c.run(newEnv(t, mk)) })
+	}
+	for _, c := range adminCases {
+		t.Run("Admin/"+c.name, func(t *testing.T) { c.run(newEnv(t, mk)) })
+	}
 }
 
 type testCase struct {

@@ -54,8 +54,9 @@ type Options struct {
 	// "redis". Default: the last element of the store's package path
 	// ("redishash" for a *redishash.Store).
 	Adapter string
-	// KeyPrefix is the Manager's key prefix: the sessions gauge counts the
-	// sessions under it. Default sessionkit.DefaultKeyPrefix.
+	// KeyPrefix is the Manager's key prefix (Options.KeyPrefix): the
+	// sessions gauge counts that Manager's sessions, as Manager.Count does.
+	// Default sessionkit.DefaultKeyPrefix.
 	KeyPrefix string
 }
 
@@ -154,6 +155,7 @@ func New(store sessionkit.Store, opts *Options) sessionkit.Store {
 	if prefix == "" {
 		prefix = sessionkit.DefaultKeyPrefix
 	}
+	prefix += "{" // the keys of the Manager's sessions, as Manager.Count counts them
 	meter := mp.Meter(ScopeName)
 	w := &instrumented{store: store}
 	// A span that records nothing still costs a context and a span value

@@ -414,6 +414,11 @@ func (m *Manager) emitRevoked(ctx context.Context, n int) {
 	m.logger.DebugContext(ctx, "sessionkit: revoked", "event", "revoked", "sessions", n)
 }
 
+// scanPrefix starts every key of this Manager's sessions and indexes, and
+// no key of a Manager whose prefix merely starts with this one's: the
+// prefix, then the "{" of the hash tag.
+func (m *Manager) scanPrefix() string { return m.prefix + "{" }
+
 func (m *Manager) scanner() (Scanner, error) {
 	sc, ok := m.store.(Scanner)
 	if !ok {
@@ -426,7 +431,7 @@ func (m *Manager) scanner() (Scanner, error) {
 // through the store's Counter, or else by walking them with its Scanner.
 func (m *Manager) Count(ctx context.Context) (int, error) {
 	if c, ok := m.store.(Counter); ok {
-		return c.Count(ctx, m.prefix)
+		return c.Count(ctx, m.scanPrefix())
 	}
 	n, cursor := 0, ""
 	for {
@@ -454,7 +459,7 @@ func (m *Manager) Scan(ctx context.Context, cursor string, limit int) ([]Session
 	if limit <= 0 {
 		limit = 100
 	}
-	return sc.Scan(ctx, m.prefix, cursor, limit)
+	return sc.Scan(ctx, m.scanPrefix(), cursor, limit)
 }
 
 // Find returns the live session whose public ID or LogID (see KeyLogID) is
@@ -489,7 +494,7 @@ func (m *Manager) RevokeAll(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := sc.DestroyAll(ctx, m.prefix)
+	n, err := sc.DestroyAll(ctx, m.scanPrefix())
 	if err != nil {
 		return n, err
 	}

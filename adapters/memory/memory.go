@@ -8,6 +8,8 @@ package memory
 
 import (
 	"context"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,13 +33,16 @@ type Options struct {
 	SweepInterval time.Duration
 }
 
-// Store is an in-memory sessionkit.Store. It implements sessionkit.Counter.
+// Store is an in-memory sessionkit.Store. It implements sessionkit.Counter,
+// sessionkit.Users and sessionkit.Scanner; every operation holds the
+// store's one lock, so each is atomic.
 type Store struct {
 	now           func() time.Time
 	sweepInterval time.Duration
 
 	mu        sync.Mutex
 	records   map[string]*record
+	indexes   map[string]map[string]struct{} // user index -> keys of its bound records
 	nextSweep time.Time
 }
 
@@ -46,17 +51,20 @@ type record struct {
 	created time.Time
 	exp     sessionkit.Expiry
 	expires time.Time
-	movedTo string // set on the marker that Rename leaves at the old key
+	movedTo string              // set on the marker that Rename leaves at the old key
+	binding *sessionkit.Binding // set on a record bound to a user
 }
 
 var (
 	_ sessionkit.Store   = (*Store)(nil)
 	_ sessionkit.Counter = (*Store)(nil)
+	_ sessionkit.Users   = (*Store)(nil)
+	_ sessionkit.Scanner = (*Store)(nil)
 )
 
 // New returns an empty Store. opts may be nil.
 func New(opts *Options) *Store {
-	s := &Store{now: time.Now, sweepInterval: DefaultSweepInterval, records: map[string]*record{}}
+	s := &Store{now: time.Now, sweepInterval: DefaultSweepInterval, records: map[string]*record{}, indexes: map[string]map[string]struct{}{}}
 	if opts != nil {
 		if opts.Clock != nil {
 			s.now = opts.Clock
@@ -102,6 +110,9 @@ func (s *Store) sweep(now time.Time) {
 		if !now.Before(r.expires) {
 			delete(s.records, k)
 		}
+	}
+	for index := range s.indexes {
+		s.liveEntries(index, now) // drops the entries of swept records
 	}
 }
 
@@ -335,6 +346,11 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 		return sessionkit.ErrExists
 	}
 	s.records[newKey] = r
+	if r.binding != nil { // the index follows the record
+		keys := s.indexes[r.binding.Index]
+		delete(keys, oldKey)
+		keys[newKey] = struct{}{}
+	}
 	s.records[oldKey] = &record{
 		created: r.created, exp: r.exp, movedTo: newKey,
 		expires: minTime(r.expires, now.Add(sessionkit.RenewMarkerTTL)),
@@ -359,13 +375,27 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 	defer s.mu.Unlock()
 	for key != "" {
 		r := s.records[key]
-		delete(s.records, key)
 		if r == nil {
 			break
 		}
+		s.remove(key, r)
 		key = r.movedTo
 	}
 	return nil
+}
+
+// remove deletes the record r under key, and its index entry. Call with
+// s.mu held.
+func (s *Store) remove(key string, r *record) {
+	delete(s.records, key)
+	if r.binding != nil {
+		if keys := s.indexes[r.binding.Index]; keys != nil {
+			delete(keys, key)
+			if len(keys) == 0 {
+				delete(s.indexes, r.binding.Index)
+			}
+		}
+	}
 }
 
 // Count returns the number of live sessions.
@@ -417,4 +447,208 @@ func (h hooks) Records() int {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
 	return len(h.s.records)
+}
+
+// alive reports whether r is a live record (not expired, not a marker),
+// without refreshing it.
+func alive(r *record, now time.Time) bool {
+	return r != nil && r.movedTo == "" && now.Before(r.expires) && driver.TTL(r.exp, r.created, now) > 0
+}
+
+// liveEntries returns the keys of the live records of index, oldest
+// first, and drops the entries of the others (and the index, once
+// empty). Call with s.mu held.
+func (s *Store) liveEntries(index string, now time.Time) []string {
+	keys := s.indexes[index]
+	out := make([]string, 0, len(keys))
+	for k := range keys {
+		if r := s.records[k]; alive(r, now) && r.binding != nil && r.binding.Index == index {
+			out = append(out, k)
+		} else {
+			delete(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		delete(s.indexes, index)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := s.records[out[i]], s.records[out[j]]
+		if !a.created.Equal(b.created) {
+			return a.created.Before(b.created)
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+// Bind is sessionkit.Users.Bind, under the store's one lock: the move,
+// the cap and the index change are one step.
+func (s *Store) Bind(ctx context.Context, oldKey, newKey string, b sessionkit.Binding) error {
+	if err := ctx.Err(); err != nil {
+		return driver.Wrap(ctx, "memory: bind", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var r *record
+	if oldKey != "" {
+		var err error
+		if r, err = s.live(ctx, "bind", oldKey); err != nil {
+			return err
+		}
+	}
+	if n := s.records[newKey]; n != nil && now.Before(n.expires) {
+		return sessionkit.ErrExists
+	}
+	if b.Max > 0 {
+		var others []string
+		for _, k := range s.liveEntries(b.Index, now) {
+			if k != oldKey {
+				others = append(others, k)
+			}
+		}
+		if over := len(others) - b.Max + 1; over > 0 {
+			if b.Refuse {
+				return sessionkit.ErrTooManySessions
+			}
+			for _, k := range others[:over] {
+				s.remove(k, s.records[k])
+			}
+		}
+	}
+	if r == nil {
+		ttl := driver.TTL(b.Expiry, now, now)
+		r = &record{fields: map[string][]byte{}, created: now, exp: b.Expiry, expires: now.Add(ttl)}
+	} else {
+		s.remove(oldKey, r)
+		s.records[oldKey] = &record{
+			created: r.created, exp: r.exp, movedTo: newKey,
+			expires: minTime(r.expires, now.Add(sessionkit.RenewMarkerTTL)),
+		}
+	}
+	bc := b
+	r.binding = &bc
+	s.records[newKey] = r
+	keys := s.indexes[b.Index]
+	if keys == nil {
+		keys = map[string]struct{}{}
+		s.indexes[b.Index] = keys
+	}
+	keys[newKey] = struct{}{}
+	return nil
+}
+
+// info describes the record r under key.
+func info(key string, r *record) sessionkit.SessionInfo {
+	i := sessionkit.SessionInfo{Key: key, Created: r.created, Expires: r.expires, Idle: r.exp.Idle}
+	if b := r.binding; b != nil {
+		i.ID, i.User, i.Device, i.IP = b.ID, b.User, b.Device, b.IP
+	}
+	return i
+}
+
+// UserSessions is sessionkit.Users.UserSessions.
+func (s *Store) UserSessions(ctx context.Context, index string) ([]sessionkit.SessionInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, driver.Wrap(ctx, "memory: user sessions", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := s.liveEntries(index, s.now())
+	out := make([]sessionkit.SessionInfo, len(keys))
+	for i, k := range keys {
+		out[i] = info(k, s.records[k])
+	}
+	return out, nil
+}
+
+// Revoke is sessionkit.Users.Revoke.
+func (s *Store) Revoke(ctx context.Context, index string, ids []string, except string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, driver.Wrap(ctx, "memory: revoke", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, k := range s.liveEntries(index, s.now()) {
+		r := s.records[k]
+		if id := r.binding.ID; id != except && (ids == nil || slices.Contains(ids, id)) {
+			s.remove(k, r)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Info is sessionkit.Users.Info.
+func (s *Store) Info(ctx context.Context, key string) (sessionkit.SessionInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return sessionkit.SessionInfo{}, driver.Wrap(ctx, "memory: info", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.records[key]
+	if !alive(r, s.now()) {
+		return sessionkit.SessionInfo{}, sessionkit.ErrNotFound
+	}
+	return info(key, r), nil
+}
+
+// Scan is sessionkit.Scanner.Scan. The cursor is the last key returned:
+// the walk is in key order.
+func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]sessionkit.SessionInfo, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", driver.Wrap(ctx, "memory: scan", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var keys []string
+	for k, r := range s.records {
+		if k > cursor && strings.HasPrefix(k, prefix) && alive(r, now) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	next := ""
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+		next = keys[limit-1]
+	}
+	out := make([]sessionkit.SessionInfo, len(keys))
+	for i, k := range keys {
+		out[i] = info(k, s.records[k])
+	}
+	return out, next, nil
+}
+
+// DestroyAll is sessionkit.Scanner.DestroyAll.
+func (s *Store) DestroyAll(ctx context.Context, prefix string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, driver.Wrap(ctx, "memory: destroy all", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for k, r := range s.records {
+		if strings.HasPrefix(k, prefix) {
+			if alive(r, now) {
+				n++
+			}
+			s.remove(k, r)
+		}
+	}
+	for index := range s.indexes {
+		if strings.HasPrefix(index, prefix) {
+			delete(s.indexes, index)
+		}
+	}
+	return n, nil
+}
+
+func (h hooks) IndexEntries(index string) int {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return len(h.s.indexes[index])
 }

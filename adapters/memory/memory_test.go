@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -23,6 +24,9 @@ func harness(t *testing.T) *adaptertest.Harness {
 		Advance: clock.Advance,
 		TTL:     h.TTL,
 		SetRaw:  h.SetRaw,
+		IndexEntries: func(_ context.Context, index string) (int, error) {
+			return h.(testhook.IndexHooks).IndexEntries(index), nil
+		},
 	}
 }
 

@@ -27,6 +27,13 @@ type Hooks interface {
 	Records() int
 }
 
+// IndexHooks are the hooks of a store that keeps user indexes in process.
+type IndexHooks interface {
+	// IndexEntries returns the number of entries held in the index,
+	// live or not.
+	IndexEntries(index string) int
+}
+
 var (
 	mu    sync.RWMutex
 	hooks = map[reflect.Type]func(any) Hooks{}
