@@ -76,9 +76,10 @@ func (m *Manager) HTTPError(w http.ResponseWriter, r *http.Request, err error) {
 //   - 0 for a cancelled request (the client is gone) and for ErrHeadersSent
 //     (the status is already out);
 //   - 400 Bad Request for the caller's errors: ErrInvalidKey, ErrTooLarge,
-//     ErrTooManyFields, ErrEncode, ErrInvalidToken;
+//     ErrTooManyFields, ErrEncode, ErrInvalidToken, ErrInvalidUser;
 //   - 409 Conflict for ErrRenewed (the request raced a Renew; a retry
-//     carries the new token);
+//     carries the new token) and ErrTooManySessions (a login over the
+//     cap, refused);
 //   - 503 Service Unavailable for ErrUnavailable and a store that timed out;
 //   - 500 Internal Server Error for everything else (ErrDecode,
 //     ErrNoSession, …).
@@ -87,9 +88,9 @@ func ErrorStatus(err error) int {
 	case errors.Is(err, context.Canceled), errors.Is(err, ErrHeadersSent):
 		return 0
 	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrTooLarge), errors.Is(err, ErrTooManyFields),
-		errors.Is(err, ErrEncode), errors.Is(err, ErrInvalidToken):
+		errors.Is(err, ErrEncode), errors.Is(err, ErrInvalidToken), errors.Is(err, ErrInvalidUser):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrRenewed):
+	case errors.Is(err, ErrRenewed), errors.Is(err, ErrTooManySessions):
 		return http.StatusConflict
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable

@@ -178,7 +178,7 @@ func (m *Manager) binding(user string, c Client, exp Expiry) Binding {
 		Refuse: m.capPolicy == RefuseLogin,
 	}
 	if m.recordIP {
-		b.IP = c.IP
+		b.IP = deviceLabel(c.IP) // cleaned like the device: it comes from a header or a hook
 	}
 	return b
 }

@@ -1,0 +1,117 @@
+package sessionkit_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/memory"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// plainStore hides every optional interface of the store it wraps.
+type plainStore struct{ sessionkit.Store }
+
+func TestUserCallsNeedAUsersStore(t *testing.T) {
+	m, err := sessionkit.New(&sessionkit.Options{Store: plainStore{memory.New(nil)}})
+	require.NoError(t, err)
+	ctx := t.Context()
+	_, err = m.Bind(ctx, "", "ann", sessionkit.Client{})
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+	_, err = m.UserSessions(ctx, "ann")
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+	_, err = m.RevokeUser(ctx, "ann", "")
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+	_, err = m.Count(ctx)
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+	_, err = m.RevokeAll(ctx)
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+	require.Contains(t, err.Error(), "plainStore", "the error names the store that cannot")
+}
+
+func TestKeyLogIDIsTheTokensLogID(t *testing.T) {
+	m, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), KeyPrefix: "app:"})
+	require.NoError(t, err)
+	tok := m.NewSession().Token()
+	require.Equal(t, sessionkit.LogID(tok), sessionkit.KeyLogID(m.StorageKey(tok)))
+	require.Empty(t, sessionkit.KeyLogID("short"))
+	require.Empty(t, sessionkit.KeyLogID(strings.Repeat("!", 50)))
+}
+
+func TestUserIndexIsHashedAndSharesTheTagOfTheUsersTokens(t *testing.T) {
+	m, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil)})
+	require.NoError(t, err)
+	tok, err := m.Bind(t.Context(), "", "ann@example.com", sessionkit.Client{})
+	require.NoError(t, err)
+	index := m.UserIndex("ann@example.com")
+	require.NotContains(t, index, "ann")
+	require.Len(t, index, len("session:{xxxx}u:")+43)
+	require.True(t, strings.HasPrefix(index, "session:{"+tok[:4]+"}u:"), "%s for %s", index, tok)
+	require.True(t, strings.HasPrefix(m.StorageKey(tok), "session:{"+tok[:4]+"}"))
+	require.NotEqual(t, index, m.UserIndex("ann@example.co"))
+}
+
+func TestDeviceLabelAndIPAreCleanedAndCut(t *testing.T) {
+	m, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), RecordIP: true,
+		ClientIP: func(*http.Request) string { return "192.0.2.1\r\nX-Evil: 1" }})
+	require.NoError(t, err)
+	ua := "Mozilla\n\x00" + strings.Repeat("é", 200) + "\xff"
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, m.Session(r.Context()).Bind(r.Context(), "ann"))
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("User-Agent", ua)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	l, err := m.UserSessions(t.Context(), "ann")
+	require.NoError(t, err)
+	require.Len(t, l, 1)
+	d := l[0].Device
+	require.LessOrEqual(t, len(d), sessionkit.MaxDeviceLength)
+	require.True(t, utf8.ValidString(d))
+	require.True(t, strings.HasPrefix(d, "Mozilla  éé"), "%q", d)
+	require.NotContains(t, l[0].IP, "\n")
+	require.NotContains(t, l[0].IP, "\r")
+}
+
+func TestUserOptionsAreChecked(t *testing.T) {
+	_, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), MaxSessionsPerUser: -1})
+	require.Error(t, err)
+	_, err = sessionkit.New(&sessionkit.Options{Store: memory.New(nil), OverCap: 7})
+	require.Error(t, err)
+}
+
+func TestUserErrorsHaveTheirStatus(t *testing.T) {
+	require.Equal(t, http.StatusConflict, sessionkit.ErrorStatus(sessionkit.ErrTooManySessions))
+	require.Equal(t, http.StatusBadRequest, sessionkit.ErrorStatus(sessionkit.ErrInvalidUser))
+}
+
+func TestBindAndRevokeAreEvents(t *testing.T) {
+	var log eventLog
+	m, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), OnEvent: log.add})
+	require.NoError(t, err)
+	ctx := context.Background()
+	s, err := m.Create(ctx)
+	require.NoError(t, err)
+	log.take()
+	tok, err := m.Bind(ctx, s.Token(), "ann", sessionkit.Client{})
+	require.NoError(t, err)
+	ev := log.take()
+	require.Len(t, ev, 1)
+	require.Equal(t, sessionkit.EventBound, ev[0].Kind)
+	require.Equal(t, sessionkit.LogID(tok), ev[0].LogID)
+	require.Equal(t, sessionkit.LogID(s.Token()), ev[0].OldLogID)
+	n, err := m.RevokeUser(ctx, "ann", "")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	ev = log.take()
+	require.Len(t, ev, 1)
+	require.Equal(t, sessionkit.EventRevoked, ev[0].Kind)
+	require.Equal(t, 1, ev[0].Sessions)
+	require.Empty(t, ev[0].LogID)
+}
