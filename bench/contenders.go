@@ -27,7 +27,11 @@ import (
 // A contender serves, through its own session middleware:
 //
 //	/setup?n=N   creates a session holding N attributes of 64-byte strings
-//	/bench       reads "counter" and writes it back incremented
+//	             besides "counter"
+//	/rw          reads "counter" and writes it back incremented
+//	/read        reads one string attribute, attr0000 (read-only)
+//	/incr        increments "counter": Session.Incr for sessionkit, the
+//	             incr script for the floor, the /rw request for the others
 //	/probe?k=K   sets key K
 //	/count       writes how many keys starting with "k" the session holds
 type contender struct {
@@ -41,7 +45,14 @@ const (
 	idle     = time.Hour
 )
 
-var counterKey = sessionkit.NewKey[int]("counter")
+var (
+	counterKey = sessionkit.NewKey[int]("counter")
+	readKey    = sessionkit.NewKey[string](readName)
+)
+
+// readName is the attribute the read-only request reads; /setup writes it
+// whenever N ≥ 1.
+var readName = attrName(0)
 
 func attrValue() string { return strings.Repeat("v", attrSize) }
 
@@ -75,13 +86,21 @@ func newSessionkit(addr string) *contender {
 		values["counter"] = 0
 		fail(w, m.Session(r.Context()).SetMany(r.Context(), values))
 	})
-	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/rw", func(w http.ResponseWriter, r *http.Request) {
 		s := m.Session(r.Context())
 		n, _, err := counterKey.Get(r.Context(), s)
 		if fail(w, err) {
 			return
 		}
 		fail(w, counterKey.Set(r.Context(), s, n+1))
+	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		_, _, err := readKey.Get(r.Context(), m.Session(r.Context()))
+		fail(w, err)
+	})
+	mux.HandleFunc("/incr", func(w http.ResponseWriter, r *http.Request) {
+		_, err := m.Session(r.Context()).Incr(r.Context(), "counter", 1)
+		fail(w, err)
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, m.Session(r.Context()).Set(r.Context(), r.URL.Query().Get("k"), 1))
@@ -113,7 +132,7 @@ func countK(keys []string) int {
 func newRawFloor(addr string) *contender {
 	client := newGoRedis(addr)
 	script := func(op string) *redis.Script { return testhook.RedisScript(op).(*redis.Script) }
-	create, get, set, keys := script("create"), script("get"), script("set"), script("keys")
+	create, get, set, incr, keys := script("create"), script("get"), script("set"), script("incr"), script("keys")
 	maxFields := sessionkit.DefaultMaxFields
 	key := func(r *http.Request) []string {
 		c, err := r.Cookie("raw")
@@ -134,14 +153,22 @@ func newRawFloor(addr string) *contender {
 			http.SetCookie(w, &http.Cookie{Name: "raw", Value: token})
 		}
 	})
-	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
+	// The get script answers the record's metadata values, then the values
+	// asked for: the last one is the field's.
+	mux.HandleFunc("/rw", func(w http.ResponseWriter, r *http.Request) {
 		k := key(r)
 		vals, err := get.Run(r.Context(), client, k, "counter").Slice()
 		if fail(w, err) {
 			return
 		}
-		s, _ := vals[4].(string) // after the four metadata values
+		s, _ := vals[len(vals)-1].(string)
 		fail(w, set.Run(r.Context(), client, k, maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
+	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, get.Run(r.Context(), client, key(r), readName).Err())
+	})
+	mux.HandleFunc("/incr", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, incr.Run(r.Context(), client, key(r), "counter", 1, maxFields).Err())
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, set.Run(r.Context(), client, key(r), maxFields, r.URL.Query().Get("k"), "1").Err())
@@ -170,8 +197,13 @@ func newSCS(addr string) *contender {
 		}
 		sm.Put(r.Context(), "counter", 0)
 	})
-	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
+	rw := func(w http.ResponseWriter, r *http.Request) {
 		sm.Put(r.Context(), "counter", sm.GetInt(r.Context(), "counter")+1)
+	}
+	mux.HandleFunc("/rw", rw)
+	mux.HandleFunc("/incr", rw)
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		_ = sm.GetString(r.Context(), readName)
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
 		sm.Put(r.Context(), r.URL.Query().Get("k"), 1)
@@ -214,10 +246,20 @@ func newGorilla(addr string) *contender {
 		}
 		s.Values["counter"] = 0
 	}))
-	mux.HandleFunc("/bench", handle(func(s *gsessions.Session, _ *http.Request) {
+	rw := handle(func(s *gsessions.Session, _ *http.Request) {
 		n, _ := s.Values["counter"].(int)
 		s.Values["counter"] = n + 1
-	}))
+	})
+	mux.HandleFunc("/rw", rw)
+	mux.HandleFunc("/incr", rw)
+	// A read does not Save: with gorilla only a Save writes (and refreshes
+	// the expiry).
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		s, err := store.Get(r, name)
+		if !fail(w, err) {
+			_, _ = s.Values[readName].(string)
+		}
+	})
 	mux.HandleFunc("/probe", handle(func(s *gsessions.Session, r *http.Request) {
 		s.Values[r.URL.Query().Get("k")] = 1
 	}))
@@ -254,9 +296,14 @@ func newIris(addr string) *contender {
 		}
 		s.Set("counter", 0)
 	})
-	app.Get("/bench", func(ctx iris.Context) {
+	rw := func(ctx iris.Context) {
 		s := irissessions.Get(ctx)
 		s.Set("counter", s.GetIntDefault("counter", 0)+1)
+	}
+	app.Get("/rw", rw)
+	app.Get("/incr", rw)
+	app.Get("/read", func(ctx iris.Context) {
+		_ = irissessions.Get(ctx).GetString(readName)
 	})
 	app.Get("/probe", func(ctx iris.Context) {
 		irissessions.Get(ctx).Set(ctx.URLParam("k"), 1)

@@ -68,15 +68,24 @@ func (s *redisServer) version() string {
 	return infoField(rdb, "server", "redis_version")
 }
 
-// netBytes is what Redis has read plus written on all connections so far.
-func (s *redisServer) netBytes(admin *redis.Client) int64 {
-	in, _ := strconv.ParseInt(infoField(admin, "stats", "total_net_input_bytes"), 10, 64)
-	out, _ := strconv.ParseInt(infoField(admin, "stats", "total_net_output_bytes"), 10, 64)
-	return in + out
+// counters reads, in one INFO, what Redis has read plus written on all
+// connections so far (bytes) and the CPU time it has used, user plus
+// system, in µs.
+func (s *redisServer) counters(admin *redis.Client) (bytes int64, cpuUs float64) {
+	info := admin.Info(context.Background(), "stats", "cpu").Val()
+	num := func(field string) float64 {
+		v, _ := strconv.ParseFloat(infoValue(info, field), 64)
+		return v
+	}
+	return int64(num("total_net_input_bytes") + num("total_net_output_bytes")),
+		(num("used_cpu_user") + num("used_cpu_sys")) * 1e6
 }
 
 func infoField(rdb *redis.Client, section, field string) string {
-	info := rdb.Info(context.Background(), section).Val()
+	return infoValue(rdb.Info(context.Background(), section).Val(), field)
+}
+
+func infoValue(info, field string) string {
 	sc := bufio.NewScanner(strings.NewReader(info))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
