@@ -5,10 +5,20 @@
 //	go run ./examples/server -store redis://127.0.0.1:6379/0   # Redis hashes
 //
 // Routes: /set sets key "time" to the Unix time (or ?key=K&value=V sets K),
-// /get writes the session as a JSON object, /del destroys the session,
-// /login?user=U renews the session's token and sets "user", /logout
-// destroys the session. With -metrics, /metrics serves the session store's
-// latency, errors and live sessions for Prometheus.
+// /get writes the session as a JSON object, /del destroys the session.
+//
+// Users: /login?user=U binds the session to user U (Session.Bind: a new
+// token, against fixation, and an entry in U's index of sessions) and sets
+// "user"; /logout destroys the session; /sessions lists your own live
+// sessions as JSON, the current one marked; POST /sessions/revoke?id=ID
+// ends one of them (404 for an ID that is not yours); POST
+// /sessions/revoke-others ends all but the current one. On a store that
+// keeps no user index (memcached), /login only renews the token and the
+// /sessions routes answer 501. -max-sessions caps each user's sessions.
+// There is no password: it shows the session side of a login only.
+//
+// With -metrics, /metrics serves the session store's latency, errors and
+// live sessions for Prometheus.
 package main
 
 import (
@@ -47,8 +57,13 @@ func main() {
 	maxFields := flag.Int("max-fields", sessionkit.DefaultMaxFields, "most keys in one session")
 	maxValue := flag.Int("max-value", sessionkit.DefaultMaxValueSize, "largest value, in bytes (JSON-encoded)")
 	withMetrics := flag.Bool("metrics", false, "serve Prometheus metrics of the session store at /metrics")
+	maxSessions := flag.Int("max-sessions", 0, "most live sessions per user (0: no cap)")
+	refuse := flag.Bool("refuse-over-cap", false, "over -max-sessions, refuse the login (default: end the user's oldest session)")
 	flag.Parse()
-	opts := sessionkit.Options{IdleTimeout: *maxAge, MaxFields: *maxFields, MaxValueSize: *maxValue}
+	opts := sessionkit.Options{IdleTimeout: *maxAge, MaxFields: *maxFields, MaxValueSize: *maxValue, MaxSessionsPerUser: *maxSessions}
+	if *refuse {
+		opts.OverCap = sessionkit.RefuseLogin
+	}
 	if err := run(*addr, *storeURL, opts, *withMetrics); err != nil {
 		log.Fatal(err)
 	}
@@ -162,8 +177,9 @@ func newHandler(m *sessionkit.Manager, mx *metrics) http.Handler {
 			fmt.Fprintln(w, "ok")
 		}
 	})
-	// Login: Renew first (a new token for the same data, against
-	// fixation), then write what the login grants.
+	// Login: Bind first (a new token for the same data, against fixation,
+	// and the session in the user's index), then write what the login
+	// grants. A store without a user index only renews the token.
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("user")
 		if name == "" {
@@ -171,7 +187,10 @@ func newHandler(m *sessionkit.Manager, mx *metrics) http.Handler {
 			return
 		}
 		s := m.Session(r.Context())
-		err := s.Renew(r.Context())
+		err := s.Bind(r.Context(), name)
+		if errors.Is(err, errors.ErrUnsupported) {
+			err = s.Renew(r.Context())
+		}
 		if err == nil {
 			err = user.Set(r.Context(), s, name)
 		}
@@ -185,6 +204,47 @@ func newHandler(m *sessionkit.Manager, mx *metrics) http.Handler {
 			fmt.Fprintln(w, "bye")
 		}
 	})
+	// The user's own sessions: list them, end one, end all others.
+	mux.HandleFunc("GET /sessions", func(w http.ResponseWriter, r *http.Request) {
+		name, ok := loggedIn(m, w, r)
+		if !ok {
+			return
+		}
+		list, err := m.UserSessions(r.Context(), name) // marks the request's own session current
+		if reply(m, w, r, err) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(list)
+		}
+	})
+	mux.HandleFunc("POST /sessions/revoke", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		if id == "" {
+			http.Error(w, "revoke needs ?id= (an ID from /sessions)", http.StatusBadRequest)
+			return
+		}
+		name, ok := loggedIn(m, w, r)
+		if !ok {
+			return
+		}
+		// Among this user's sessions only: another user's ID is not found.
+		err := m.RevokeSession(r.Context(), name, id)
+		if errors.Is(err, sessionkit.ErrNotFound) {
+			http.Error(w, "you have no session "+strconv.Quote(id), http.StatusNotFound)
+			return
+		}
+		if reply(m, w, r, err) {
+			fmt.Fprintln(w, "revoked")
+		}
+	})
+	mux.HandleFunc("POST /sessions/revoke-others", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := loggedIn(m, w, r); !ok {
+			return
+		}
+		n, err := m.Session(r.Context()).RevokeOthers(r.Context())
+		if reply(m, w, r, err) {
+			fmt.Fprintf(w, "revoked %d\n", n)
+		}
+	})
 	if mx == nil {
 		return m.Middleware(mux)
 	}
@@ -194,16 +254,33 @@ func newHandler(m *sessionkit.Manager, mx *metrics) http.Handler {
 	return top
 }
 
+// loggedIn returns the user the request's session is bound to, or answers
+// 401 (no session, or one bound to no user) and returns false. Session.Info
+// reads the binding without refreshing the session.
+func loggedIn(m *sessionkit.Manager, w http.ResponseWriter, r *http.Request) (string, bool) {
+	info, err := m.Session(r.Context()).Info(r.Context())
+	if errors.Is(err, sessionkit.ErrNotFound) || err == nil && info.User == "" {
+		http.Error(w, "not logged in", http.StatusUnauthorized)
+		return "", false
+	}
+	return info.User, reply(m, w, r, err)
+}
+
 // reply answers a failed session operation and reports whether the handler
 // should go on. The Manager classifies the error (sessionkit.ErrorStatus)
 // and logs it; a 400 (a key or value the Manager refuses) also says why,
-// since it is the client's to fix.
+// since it is the client's to fix. A login over the cap is refused with
+// 403, and a store without a user index answers 501 to the user routes.
 func reply(m *sessionkit.Manager, w http.ResponseWriter, r *http.Request, err error) bool {
 	switch {
 	case err == nil:
 		return true
-	case sessionkit.ErrorStatus(err) == http.StatusBadRequest:
+	case sessionkit.ErrorStatus(err) == http.StatusBadRequest || errors.Is(err, sessionkit.ErrInvalidUser):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, sessionkit.ErrTooManySessions):
+		http.Error(w, "too many sessions: log out on another device first", http.StatusForbidden)
+	case errors.Is(err, errors.ErrUnsupported):
+		http.Error(w, "this session store keeps no index of sessions by user", http.StatusNotImplemented)
 	default:
 		m.HTTPError(w, r, err)
 	}

@@ -69,6 +69,7 @@ type client struct {
 	t    *testing.T
 	http *http.Client
 	jar  *cookiejar.Jar
+	ua   string // the User-Agent sent, when set
 }
 
 func newClient(t *testing.T) *client {
@@ -79,7 +80,17 @@ func newClient(t *testing.T) *client {
 
 func (c *client) get(a *app, path string) (int, string) {
 	c.t.Helper()
-	res, err := c.http.Get("http://" + a.addr + path)
+	return c.do(a, http.MethodGet, path)
+}
+
+func (c *client) do(a *app, method, path string) (int, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, "http://"+a.addr+path, nil)
+	require.NoError(c.t, err)
+	if c.ua != "" {
+		req.Header.Set("User-Agent", c.ua)
+	}
+	res, err := c.http.Do(req)
 	require.NoError(c.t, err)
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)

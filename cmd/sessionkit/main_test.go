@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/adapters/memory"
+	"github.com/sessionkit/sessionkit/internal/testserver"
+	"github.com/sessionkit/sessionkit/sessionkit"
+	"github.com/sessionkit/sessionkit/storeurl"
+)
+
+// result is what one run of the command gave.
+type result struct {
+	code        int
+	out, errOut string
+}
+
+// cli runs the command in process with stdin as its input.
+func cli(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), args, strings.NewReader(stdin), &out, &errOut)
+	return result{code, out.String(), errOut.String()}
+}
+
+// backend is a store the command and the test reach through one URL.
+type backend struct {
+	url string
+	// with runs f on a Manager over the store, and releases the store
+	// after (a bbolt file belongs to one open handle at a time).
+	with func(t *testing.T, f func(m *sessionkit.Manager))
+}
+
+func urlBackend(url string) backend {
+	return backend{url: url, with: func(t *testing.T, f func(m *sessionkit.Manager)) {
+		t.Helper()
+		store, closer, err := storeurl.Open(url)
+		require.NoError(t, err)
+		defer closer.Close()
+		if _, ok := store.(sessionkit.Users); !ok {
+			t.Skipf("%T does not implement sessionkit.Users yet", store)
+		}
+		m, err := sessionkit.New(&sessionkit.Options{Store: store, KeyPrefix: "app:"})
+		require.NoError(t, err)
+		f(m)
+	}}
+}
+
+// memoryBackend shares one in-process store between the test and the
+// command (memory:// is a new, empty store at each Open).
+func memoryBackend(t *testing.T) backend {
+	store := memory.New(nil)
+	old := openStore
+	openStore = func(url string) (sessionkit.Store, io.Closer, error) {
+		if url != "memory://" {
+			return old(url)
+		}
+		return store, io.NopCloser(nil), nil
+	}
+	t.Cleanup(func() { openStore = old })
+	return backend{url: "memory://", with: func(t *testing.T, f func(m *sessionkit.Manager)) {
+		m, err := sessionkit.New(&sessionkit.Options{Store: store, KeyPrefix: "app:"})
+		require.NoError(t, err)
+		f(m)
+	}}
+}
+
+func backends(t *testing.T) map[string]func(t *testing.T) backend {
+	return map[string]func(t *testing.T) backend{
+		"memory": memoryBackend,
+		"redis": func(t *testing.T) backend {
+			return urlBackend("redis://" + testserver.Redis(t).Addr + "/0")
+		},
+		"bbolt": func(t *testing.T) backend {
+			return urlBackend("bbolt://" + filepath.Join(t.TempDir(), "sessions.db"))
+		},
+	}
+}
+
+// seeded is what seed stored.
+type seeded struct {
+	tokens map[string]string // name → token
+	keys   map[string]string // name → storage key
+	ids    map[string]string // name → public ID ("" when bound to no user)
+}
+
+func (s seeded) logID(name string) string { return sessionkit.KeyLogID(s.keys[name]) }
+
+// seed binds three sessions to ana, two to bob, and stores one bound to no
+// user, each with a field.
+func seed(t *testing.T, b backend) seeded {
+	t.Helper()
+	s := seeded{tokens: map[string]string{}, keys: map[string]string{}, ids: map[string]string{}}
+	ctx := t.Context()
+	b.with(t, func(m *sessionkit.Manager) {
+		for _, x := range []struct{ name, user, device string }{
+			{"ana-phone", "ana", "Phone/1.0"}, {"ana-laptop", "ana", "Laptop/2.0"}, {"ana-tablet", "ana", "Tablet/3.0"},
+			{"bob-1", "bob", "Bob's phone"}, {"bob-2", "bob", "Bob's laptop"},
+		} {
+			tok, err := m.Bind(ctx, "", x.user, sessionkit.Client{Device: x.device})
+			require.NoError(t, err)
+			s.tokens[x.name], s.keys[x.name] = tok, m.StorageKey(tok)
+			sess, err := m.Load(tok)
+			require.NoError(t, err)
+			require.NoError(t, sess.Set(ctx, "device", x.device))
+			info, err := m.Store().(sessionkit.Users).Info(ctx, s.keys[x.name])
+			require.NoError(t, err)
+			require.Equal(t, x.user, info.User)
+			s.ids[x.name] = info.ID
+			time.Sleep(2 * time.Millisecond) // distinct creation times, for the order of ls -user
+		}
+		anon := m.NewSession()
+		require.NoError(t, anon.Set(ctx, "cart", 3))
+		s.tokens["anon"], s.keys["anon"] = anon.Token(), m.StorageKey(anon.Token())
+		// Outside the prefix: never counted, listed or revoked.
+		other, err := sessionkit.New(&sessionkit.Options{Store: m.Store(), KeyPrefix: "other:"})
+		require.NoError(t, err)
+		out := other.NewSession()
+		require.NoError(t, out.Set(ctx, "x", 1))
+		s.tokens["other"], s.keys["other"] = out.Token(), other.StorageKey(out.Token())
+	})
+	return s
+}
+
+// live reports which of the named sessions are live.
+func live(t *testing.T, b backend, s seeded, names ...string) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	b.with(t, func(m *sessionkit.Manager) {
+		for _, n := range names {
+			_, err := m.Store().Len(t.Context(), s.keys[n])
+			if err != nil {
+				require.ErrorIs(t, err, sessionkit.ErrNotFound, n)
+			}
+			got[n] = err == nil
+		}
+	})
+	return got
+}
+
+func TestCommandsOnEveryListingStore(t *testing.T) {
+	for name, mk := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			b := mk(t)
+			s := seed(t, b)
+			g := []string{"-store", b.url, "-prefix", "app:"}
+			sk := func(stdin string, args ...string) result {
+				t.Helper()
+				return cli(t, stdin, append(append([]string{}, g...), args...)...)
+			}
+
+			r := sk("", "count")
+			require.Equal(t, result{0, "6\n", ""}, r)
+
+			// ls: a header and one line per session, with log ID, public ID,
+			// user and device.
+			r = sk("", "ls")
+			require.Equal(t, 0, r.code, r.errOut)
+			lines := strings.Split(strings.TrimSpace(r.out), "\n")
+			require.Len(t, lines, 7, r.out)
+			require.Regexp(t, `^LOG ID +PUBLIC ID +USER +DEVICE +CREATED +LAST SEEN +EXPIRES$`, lines[0])
+			for _, n := range []string{"ana-phone", "ana-laptop", "bob-1", "anon"} {
+				require.Contains(t, r.out, s.logID(n), n)
+			}
+			require.Contains(t, r.out, s.ids["ana-phone"])
+			require.Contains(t, r.out, "Tablet/3.0")
+			require.NotContains(t, r.out, s.logID("other"), "a session outside the prefix")
+			require.NotContains(t, r.out, s.tokens["ana-phone"][5:], "never a token")
+
+			// ls -json: one object per line.
+			r = sk("", "ls", "-json", "-page", "2")
+			require.Equal(t, 0, r.code, r.errOut)
+			var entries []entry
+			dec := json.NewDecoder(strings.NewReader(r.out))
+			for dec.More() {
+				var e entry
+				require.NoError(t, dec.Decode(&e))
+				entries = append(entries, e)
+			}
+			require.Len(t, entries, 6)
+			byLog := map[string]entry{}
+			for _, e := range entries {
+				byLog[e.LogID] = e
+			}
+			phone := byLog[s.logID("ana-phone")]
+			require.Equal(t, "ana", phone.User)
+			require.Equal(t, s.ids["ana-phone"], phone.ID)
+			require.Equal(t, "Phone/1.0", phone.Device)
+			require.True(t, phone.Expires.After(time.Now()), "%v", phone.Expires)
+			require.Empty(t, byLog[s.logID("anon")].User)
+
+			// ls -user: the user's sessions, oldest first.
+			r = sk("", "ls", "-user", "ana")
+			require.Equal(t, 0, r.code, r.errOut)
+			lines = strings.Split(strings.TrimSpace(r.out), "\n")
+			require.Len(t, lines, 4, r.out)
+			for i, n := range []string{"ana-phone", "ana-laptop", "ana-tablet"} {
+				require.True(t, strings.HasPrefix(lines[i+1], s.logID(n)+" "), "line %d: %s", i+1, lines[i+1])
+			}
+			r = sk("", "ls", "-user", "nobody")
+			require.Equal(t, 0, r.code, r.errOut)
+			require.Equal(t, 1, strings.Count(r.out, "\n"), "a header only")
+
+			// show, by public ID and by log ID, with the fields as JSON.
+			r = sk("", "show", s.ids["ana-laptop"])
+			require.Equal(t, 0, r.code, r.errOut)
+			var got shown
+			require.NoError(t, json.Unmarshal([]byte(r.out), &got), r.out)
+			require.Equal(t, "ana", got.User)
+			require.Equal(t, s.logID("ana-laptop"), got.LogID)
+			require.Equal(t, map[string]any{"device": "Laptop/2.0"}, got.Fields)
+			r = sk("", "show", s.logID("anon"))
+			require.Equal(t, 0, r.code, r.errOut)
+			got = shown{}
+			require.NoError(t, json.Unmarshal([]byte(r.out), &got), r.out)
+			require.Equal(t, map[string]any{"cart": float64(3)}, got.Fields)
+			require.Empty(t, got.User)
+			r = sk("", "show", "-meta", s.ids["bob-1"])
+			require.Equal(t, 0, r.code, r.errOut)
+			require.NotContains(t, r.out, `"fields"`)
+			require.Contains(t, r.out, `"user": "bob"`)
+			r = sk("", "show", "nosuchid")
+			require.Equal(t, 1, r.code)
+			require.Contains(t, r.errOut, `show: no live session has the public ID or log ID "nosuchid" under the prefix "app:"`)
+			r = sk("", "show", s.logID("other"))
+			require.Equal(t, 1, r.code, "outside the prefix")
+
+			// revoke ID: one session bound to no user (by log ID), one bound
+			// (by public ID).
+			r = sk("", "revoke", s.logID("anon"))
+			require.Equal(t, 0, r.code, r.errOut)
+			require.Contains(t, r.out, "revoked session with log ID "+s.logID("anon"))
+			r = sk("", "revoke", s.ids["bob-1"])
+			require.Equal(t, 0, r.code, r.errOut)
+			require.Equal(t, "revoked session "+s.ids["bob-1"]+" (log ID "+s.logID("bob-1")+`) of user "bob"`+"\n", r.out)
+			require.Equal(t, map[string]bool{"anon": false, "bob-1": false, "bob-2": true, "ana-phone": true},
+				live(t, b, s, "anon", "bob-1", "bob-2", "ana-phone"))
+			r = sk("", "revoke", s.ids["bob-1"])
+			require.Equal(t, 1, r.code, "gone already")
+			require.Contains(t, r.errOut, "no live session has the public ID")
+			require.Equal(t, result{0, "4\n", ""}, sk("", "count"))
+
+			// revoke -user -except: a mistyped exception revokes nothing.
+			r = sk("", "revoke", "-user", "ana", "-except", "typo")
+			require.Equal(t, 1, r.code)
+			require.Contains(t, r.errOut, `user "ana" has no live session with the public ID or log ID "typo": nothing revoked`)
+			require.Equal(t, result{0, "4\n", ""}, sk("", "count"))
+			r = sk("", "revoke", "-user", "ana", "-except", s.logID("ana-laptop"))
+			require.Equal(t, 0, r.code, r.errOut)
+			require.Equal(t, `revoked 2 sessions of user "ana", kept `+s.ids["ana-laptop"]+"\n", r.out)
+			require.Equal(t, map[string]bool{"ana-phone": false, "ana-laptop": true, "ana-tablet": false},
+				live(t, b, s, "ana-phone", "ana-laptop", "ana-tablet"))
+			r = sk("", "revoke", "-user", "ana")
+			require.Equal(t, result{0, `revoked 1 session of user "ana"` + "\n", ""}, r)
+
+			// revoke -all asks, and anything but yes keeps every session.
+			for _, answer := range []string{"", "no\n", "y\n"} {
+				r = sk(answer, "revoke", "-all")
+				require.Equal(t, 1, r.code, "answer %q", answer)
+				require.Contains(t, r.out, `This ends all 1 session under the prefix "app:"`)
+				require.Contains(t, r.errOut, "not confirmed: nothing revoked")
+			}
+			require.Equal(t, map[string]bool{"bob-2": true}, live(t, b, s, "bob-2"))
+			r = sk("YES\n", "revoke", "-all")
+			require.Equal(t, 0, r.code, r.errOut)
+			require.Contains(t, r.out, `revoked 1 session under the prefix "app:"`)
+			require.Equal(t, result{0, "0\n", ""}, sk("", "count"))
+			require.Equal(t, map[string]bool{"bob-2": false, "other": true}, live(t, b, s, "bob-2", "other"))
+
+			s = seed(t, b)
+			r = sk("", "revoke", "-all", "-yes")
+			require.Equal(t, result{0, `revoked 6 sessions under the prefix "app:"` + "\n", ""}, r)
+			require.Equal(t, map[string]bool{"ana-phone": false, "anon": false}, live(t, b, s, "ana-phone", "anon"))
+		})
+	}
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	memoryBackend(t)
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{nil, "no command"},
+		{[]string{"-store", "memory://", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"count"}, "no store: give -store URL"},
+		{[]string{"-store", "memory://", "count", "extra"}, "count takes no arguments"},
+		{[]string{"-store", "memory://", "-bogus", "count"}, "flag provided but not defined: -bogus"},
+		{[]string{"-store", "memory://", "show"}, "show takes one session ID"},
+		{[]string{"-store", "memory://", "revoke"}, "revoke what?"},
+		{[]string{"-store", "memory://", "revoke", "x", "-all"}, "revoke takes one of"},
+		{[]string{"-store", "memory://", "revoke", "x", "-except", "y"}, "-except goes with -user"},
+		{[]string{"-store", "memory://", "revoke", "x", "-yes"}, "-yes goes with -all"},
+		{[]string{"-store", "memory://", "revoke", "-user", "a\nb"}, "control character"},
+		{[]string{"-store", "memory://", "ls", "ana"}, "did you mean ls -user ana?"},
+		{[]string{"-store", "nosuch://x", "count"}, `unknown scheme "nosuch"; accepted schemes: redis://`},
+		{[]string{"-store", "redis://:hunter2@127.0.0.1:1/0?x=", "-timeout", "0s", "count"}, "-timeout must be positive"},
+	} {
+		r := cli(t, "", c.args...)
+		require.Equal(t, 2, r.code, "%q: %s", c.args, r.errOut)
+		require.Contains(t, r.errOut, c.says, "%q", c.args)
+		require.Empty(t, r.out)
+	}
+	r := cli(t, "", "-h")
+	require.Equal(t, 0, r.code)
+	require.Contains(t, r.out, "Exit status: 0 done; 1 failed")
+	// Flags after the command, and after its argument.
+	r = cli(t, "", "count", "-store", "memory://", "-prefix", "x:")
+	require.Equal(t, result{0, "0\n", ""}, r)
+}
+
+func TestFailuresExitOneAndSayWhat(t *testing.T) {
+	// A store that does not answer.
+	r := cli(t, "", "-store", "redis://:hunter2@127.0.0.1:"+freePort(t)+"/0", "count")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.errOut, "does not answer")
+	require.Contains(t, r.errOut, "connection refused")
+	require.NotContains(t, r.errOut, "hunter2")
+
+	// A bbolt file that is not there is not created.
+	missing := filepath.Join(t.TempDir(), "typo.db")
+	r = cli(t, "", "-store", "bbolt://"+missing, "ls")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.errOut, "no such file")
+	_, err := os.Stat(missing)
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	// A store that cannot list its sessions names itself.
+	mc := "memcached://" + testserver.Memcached(t).Addr
+	for _, args := range [][]string{{"count"}, {"ls"}, {"ls", "-user", "ana"}, {"show", "x"}, {"revoke", "x"}, {"revoke", "-user", "ana"}, {"revoke", "-all", "-yes"}} {
+		r = cli(t, "", append([]string{"-store", mc}, args...)...)
+		require.Equal(t, 1, r.code, "%q", args)
+		require.Contains(t, r.errOut, "sessionkit: "+args[0]+": the memcached store ("+mc+") cannot ", "%q", args)
+		require.Contains(t, r.errOut, "docs/backends.md", "%q", args)
+	}
+}
+
+func freePort(t *testing.T) string { return strconv.Itoa(testserver.FreePort(t)) }
+
+// TestTheBinaryAgainstRealRedis builds the command and runs it as an
+// operator would, against a real redis-server: exit codes, stdin and the
+// store shared with the service.
+func TestTheBinaryAgainstRealRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	b := urlBackend("redis://" + testserver.Redis(t).Addr + "/0")
+	s := seed(t, b)
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	bin := filepath.Join(t.TempDir(), "sessionkit")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	sk := func(stdin string, args ...string) result {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), bin, args...)
+		cmd.Env = append(os.Environ(), "SESSIONKIT_STORE="+b.url)
+		cmd.Stdin = strings.NewReader(stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			require.NoError(t, err)
+		}
+		return result{code, stdout.String(), stderr.String()}
+	}
+	require.Equal(t, result{0, "6\n", ""}, sk("", "-prefix", "app:", "count"))
+	require.Equal(t, 2, sk("", "count", "-nope").code)
+	r := sk("no\n", "-prefix", "app:", "revoke", "-all")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.errOut, "nothing revoked")
+	r = sk("", "-prefix", "app:", "revoke", "-user", "ana", "-except", s.ids["ana-tablet"])
+	require.Equal(t, result{0, `revoked 2 sessions of user "ana", kept ` + s.ids["ana-tablet"] + "\n", ""}, r)
+	r = sk("yes\n", "-prefix", "app:", "revoke", "-all")
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Contains(t, r.out, "revoked 4 sessions")
+	require.Equal(t, map[string]bool{"ana-tablet": false, "bob-2": false, "other": true}, live(t, b, s, "ana-tablet", "bob-2", "other"))
+}
