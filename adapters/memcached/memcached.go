@@ -203,16 +203,33 @@ type Options struct {
 	// users. Zero leaves the client as it is (gomemcache's default is
 	// memcache.DefaultTimeout, 500 ms).
 	Timeout time.Duration
+	// Servers are the addresses the client was made with (the arguments of
+	// memcache.New: host:port, or a Unix socket path holding a "/"), for
+	// Count, Scan and DestroyAll, which talk to every server directly
+	// (gomemcache keeps its server list to itself). Without Servers or
+	// Selector those three fail with errors.ErrUnsupported; every other
+	// operation goes through the client and does not need them.
+	Servers []string
+	// Selector is the client's server selector, for a client made with
+	// memcache.NewFromSelector; it takes the place of Servers (Count, Scan
+	// and DestroyAll ask it for the servers on each call).
+	Selector memcache.ServerSelector
 }
 
 // Store is a sessionkit.Store on memcached.
 type Store struct {
-	client  *memcache.Client
-	now     func() time.Time
-	maxItem int
+	client   *memcache.Client
+	now      func() time.Time
+	maxItem  int
+	servers  []string
+	selector memcache.ServerSelector
 }
 
-var _ sessionkit.Store = (*Store)(nil)
+var (
+	_ sessionkit.Store   = (*Store)(nil)
+	_ sessionkit.Counter = (*Store)(nil)
+	_ sessionkit.Scanner = (*Store)(nil)
+)
 
 // New returns a Store on client; opts may be nil. The Store does not own the
 // client, but sets its Timeout if opts.Timeout is positive.
@@ -228,6 +245,8 @@ func New(client *memcache.Client, opts *Options) *Store {
 		if opts.Timeout > 0 {
 			client.Timeout = opts.Timeout
 		}
+		s.servers = append([]string(nil), opts.Servers...)
+		s.selector = opts.Selector
 	}
 	return s
 }
@@ -817,45 +836,53 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 		return driver.Wrap(ctx, "memcached: destroy", err)
 	}
 	k := ItemKey(key)
+	_, err := s.destroyChain(ctx, "destroy", k)
+	return err
+}
+
+// destroyChain ends what the item key k holds, following Rename markers,
+// and reports whether it ended a live session.
+func (s *Store) destroyChain(ctx context.Context, op, k string) (killed bool, err error) {
 	for range maxChain {
-		next, err := s.destroy(ctx, k)
+		next, killed, err := s.destroy(ctx, op, k)
 		if next == "" || err != nil {
-			return err
+			return killed, err
 		}
 		k = next
 	}
-	return fmt.Errorf("memcached: destroy: %w: more than %d Rename markers in a chain", sessionkit.ErrUnavailable, maxChain)
+	return false, fmt.Errorf("memcached: %s: %w: more than %d Rename markers in a chain", op, sessionkit.ErrUnavailable, maxChain)
 }
 
 // destroy ends what key holds. On a marker it deletes it and returns the
-// item key it named, for Destroy to go on with.
-func (s *Store) destroy(ctx context.Context, k string) (next string, err error) {
+// item key it named, for Destroy to go on with. killed reports that it
+// ended a live session.
+func (s *Store) destroy(ctx context.Context, op, k string) (next string, killed bool, err error) {
 	for range casAttempts {
 		it, err := s.get(k)
 		if err != nil || it == nil {
-			return "", wrap(ctx, "destroy", err)
+			return "", false, wrap(ctx, op, err)
 		}
 		f := inspect(it, s.now().UnixMilli())
 		switch {
 		case f.mk != nil:
 			// The marker goes first, then what it names: see the package doc.
-			return ItemKey(f.mk.target), wrap(ctx, "destroy", s.del(k))
+			return ItemKey(f.mk.target), false, wrap(ctx, op, s.del(k))
 		case f.rec == nil:
-			return "", wrap(ctx, "destroy", s.del(k))
+			return "", false, wrap(ctx, op, s.del(k))
 		}
 		kill(f.rec)
 		dead, err := s.item(k, f.rec, it.CasID)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		switch err := s.client.CompareAndSwap(dead); {
 		case err == nil:
-			return "", nil
+			return "", true, nil
 		case errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored):
 			// written, renamed or deleted meanwhile: look again
 		default:
-			return "", wrap(ctx, "destroy", err)
+			return "", false, wrap(ctx, op, err)
 		}
 	}
-	return "", fmt.Errorf("memcached: destroy: %w: no compare-and-swap won in %d attempts", sessionkit.ErrUnavailable, casAttempts)
+	return "", false, fmt.Errorf("memcached: %s: %w: no compare-and-swap won in %d attempts", op, sessionkit.ErrUnavailable, casAttempts)
 }

@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
 		require.NoError(t, client.FlushAll())
 		clock := adaptertest.NewClock()
-		s := New(client, &Options{Clock: clock.Now})
+		s := New(client, &Options{Clock: clock.Now, Servers: []string{srv.Addr}})
 		return &adaptertest.Harness{
 			Store:   s,
 			Now:     clock.Now,
