@@ -60,7 +60,7 @@ type Options struct {
 	KeyPrefix string
 }
 
-// operation is a Store (or Counter) method.
+// operation is a method of Store or of one of its optional interfaces.
 type operation int
 
 const (
@@ -79,13 +79,20 @@ const (
 	opSetExpiry
 	opRename
 	opDestroy
-	opCount
+	opCount        // Counter
+	opBind         // Users
+	opUserSessions // Users
+	opRevoke       // Users
+	opInfo         // Users
+	opScan         // Scanner
+	opDestroyAll   // Scanner
 	numOperations
 )
 
 var operationNames = [numOperations]string{
 	"Create", "Get", "GetAll", "Keys", "Has", "Len", "Set", "Delete", "Incr", "Pop", "Clear",
 	"Touch", "SetExpiry", "Rename", "Destroy", "Count",
+	"Bind", "UserSessions", "Revoke", "Info", "Scan", "DestroyAll",
 }
 
 // opInstruments holds what New precomputes for one operation, so a call
@@ -97,8 +104,8 @@ type opInstruments struct {
 	errors   [numErrorTypes][]metric.AddOption
 }
 
-// instrumented is the Store New returns for a store that is not a
-// sessionkit.Counter.
+// instrumented is the Store New returns for a store that implements none
+// of the optional interfaces; it records the Store methods.
 type instrumented struct {
 	store  sessionkit.Store
 	tracer trace.Tracer // nil: the no-op TracerProvider, no span to start
@@ -114,21 +121,107 @@ type instrumented struct {
 	ops         [numOperations]opInstruments
 }
 
-// counting is the Store New returns for a sessionkit.Counter: it is one too.
-type counting struct {
-	*instrumented
-	counter sessionkit.Counter
-}
+// counterOps, usersOps and scannerOps record the methods of an optional
+// interface, passing each call to the wrapped store's implementation.
+type (
+	counterOps struct {
+		w       *instrumented
+		counter sessionkit.Counter
+	}
+	usersOps struct {
+		w     *instrumented
+		users sessionkit.Users
+	}
+	scannerOps struct {
+		w       *instrumented
+		scanner sessionkit.Scanner
+	}
+)
+
+// The Stores New returns for a store with optional interfaces: one type for
+// each combination, which embeds the ops of each interface the store
+// implements and no others (C Counter, U Users, S Scanner).
+type (
+	storeC struct {
+		*instrumented
+		counterOps
+	}
+	storeU struct {
+		*instrumented
+		usersOps
+	}
+	storeS struct {
+		*instrumented
+		scannerOps
+	}
+	storeCU struct {
+		*instrumented
+		counterOps
+		usersOps
+	}
+	storeCS struct {
+		*instrumented
+		counterOps
+		scannerOps
+	}
+	storeUS struct {
+		*instrumented
+		usersOps
+		scannerOps
+	}
+	storeCUS struct {
+		*instrumented
+		counterOps
+		usersOps
+		scannerOps
+	}
+)
 
 var (
 	_ sessionkit.Store   = (*instrumented)(nil)
-	_ sessionkit.Counter = counting{}
+	_ sessionkit.Counter = counterOps{}
+	_ sessionkit.Users   = usersOps{}
+	_ sessionkit.Scanner = scannerOps{}
+	_ interface {
+		sessionkit.Counter
+		sessionkit.Users
+		sessionkit.Scanner
+	} = storeCUS{}
 )
+
+// withCapabilities returns w with the methods of each optional interface
+// that store implements, so that the Manager finds the same capabilities
+// in the wrapper as in the store.
+func withCapabilities(w *instrumented, store sessionkit.Store) sessionkit.Store {
+	counter, isCounter := store.(sessionkit.Counter)
+	users, isUsers := store.(sessionkit.Users)
+	scanner, isScanner := store.(sessionkit.Scanner)
+	c, u, s := counterOps{w, counter}, usersOps{w, users}, scannerOps{w, scanner}
+	switch {
+	case isCounter && isUsers && isScanner:
+		return storeCUS{w, c, u, s}
+	case isCounter && isUsers:
+		return storeCU{w, c, u}
+	case isCounter && isScanner:
+		return storeCS{w, c, s}
+	case isUsers && isScanner:
+		return storeUS{w, u, s}
+	case isCounter:
+		return storeC{w, c}
+	case isUsers:
+		return storeU{w, u}
+	case isScanner:
+		return storeS{w, s}
+	default:
+		return w
+	}
+}
 
 // New returns a Store that passes every call to store and records its
 // duration, its error type and a span (see the package doc). It
-// implements sessionkit.Counter exactly when store does, and then also
-// reports the live sessions as a gauge.
+// implements each of sessionkit.Counter, sessionkit.Users and
+// sessionkit.Scanner exactly when store does, and reports the live
+// sessions as a gauge when store is a Counter.
 //
 // opts may be nil for the defaults.
 //
@@ -194,10 +287,15 @@ func New(store sessionkit.Store, opts *Options) sessionkit.Store {
 		}
 	}
 
-	counter, ok := store.(sessionkit.Counter)
-	if !ok {
-		return w
+	if counter, ok := store.(sessionkit.Counter); ok {
+		registerGauge(meter, counter, prefix, adapterKV)
 	}
+	return withCapabilities(w, store)
+}
+
+// registerGauge reports, at each collection, the live sessions whose key
+// starts with prefix, as the counter counts them.
+func registerGauge(meter metric.Meter, counter sessionkit.Counter, prefix string, adapterKV attribute.KeyValue) {
 	gauge, err := meter.Int64ObservableGauge(SessionsMetric,
 		metric.WithUnit("{session}"),
 		metric.WithDescription("Live sessions in the store, counted at collection time."))
@@ -214,7 +312,6 @@ func New(store sessionkit.Store, opts *Options) sessionkit.Store {
 		}, gauge)
 		handle(err)
 	}
-	return counting{instrumented: w, counter: counter}
 }
 
 // isUnsetGlobal reports whether provider is one of the delegating
@@ -468,14 +565,75 @@ func (w *instrumented) Destroy(ctx context.Context, key string) error {
 	return err
 }
 
-// Count implements sessionkit.Counter: it counts through the wrapped store,
+// The optional interfaces' methods pass each call to the wrapped store,
 // recorded like every other operation.
-func (w counting) Count(ctx context.Context, prefix string) (int, error) {
-	if w.idle() {
-		return w.counter.Count(ctx, prefix)
+
+func (o counterOps) Count(ctx context.Context, prefix string) (int, error) {
+	if o.w.idle() {
+		return o.counter.Count(ctx, prefix)
 	}
-	ctx, c := w.begin(ctx, opCount)
-	n, err := w.counter.Count(ctx, prefix)
+	ctx, c := o.w.begin(ctx, opCount)
+	n, err := o.counter.Count(ctx, prefix)
+	c.end(ctx, err)
+	return n, err
+}
+
+func (o usersOps) Bind(ctx context.Context, oldKey, newKey string, b sessionkit.Binding) error {
+	if o.w.idle() {
+		return o.users.Bind(ctx, oldKey, newKey, b)
+	}
+	ctx, c := o.w.begin(ctx, opBind)
+	err := o.users.Bind(ctx, oldKey, newKey, b)
+	c.end(ctx, err)
+	return err
+}
+
+func (o usersOps) UserSessions(ctx context.Context, index string) ([]sessionkit.SessionInfo, error) {
+	if o.w.idle() {
+		return o.users.UserSessions(ctx, index)
+	}
+	ctx, c := o.w.begin(ctx, opUserSessions)
+	infos, err := o.users.UserSessions(ctx, index)
+	c.end(ctx, err)
+	return infos, err
+}
+
+func (o usersOps) Revoke(ctx context.Context, index string, ids []string, except string) (int, error) {
+	if o.w.idle() {
+		return o.users.Revoke(ctx, index, ids, except)
+	}
+	ctx, c := o.w.begin(ctx, opRevoke)
+	n, err := o.users.Revoke(ctx, index, ids, except)
+	c.end(ctx, err)
+	return n, err
+}
+
+func (o usersOps) Info(ctx context.Context, key string) (sessionkit.SessionInfo, error) {
+	if o.w.idle() {
+		return o.users.Info(ctx, key)
+	}
+	ctx, c := o.w.begin(ctx, opInfo)
+	info, err := o.users.Info(ctx, key)
+	c.end(ctx, err)
+	return info, err
+}
+
+func (o scannerOps) Scan(ctx context.Context, prefix, cursor string, limit int) ([]sessionkit.SessionInfo, string, error) {
+	if o.w.idle() {
+		return o.scanner.Scan(ctx, prefix, cursor, limit)
+	}
+	ctx, c := o.w.begin(ctx, opScan)
+	page, next, err := o.scanner.Scan(ctx, prefix, cursor, limit)
+	c.end(ctx, err)
+	return page, next, err
+}
+
+func (o scannerOps) DestroyAll(ctx context.Context, prefix string) (int, error) {
+	if o.w.idle() {
+		return o.scanner.DestroyAll(ctx, prefix)
+	}
+	ctx, c := o.w.begin(ctx, opDestroyAll)
+	n, err := o.scanner.DestroyAll(ctx, prefix)
 	c.end(ctx, err)
 	return n, err
 }
@@ -486,19 +644,20 @@ type errorType int
 
 // The error types, by the sentinel the error matches.
 const (
-	notFound      errorType = iota // sessionkit.ErrNotFound: an expected outcome (no such session)
-	renewed                        // sessionkit.ErrRenewed: an expected outcome (a stale token)
-	exists                         // sessionkit.ErrExists
-	tooLarge                       // sessionkit.ErrTooLarge
-	tooManyFields                  // sessionkit.ErrTooManyFields
-	canceled                       // context.Canceled or context.DeadlineExceeded
-	unavailable                    // sessionkit.ErrUnavailable: the backend failed
-	other                          // none of the above
+	notFound        errorType = iota // sessionkit.ErrNotFound: an expected outcome (no such session)
+	renewed                          // sessionkit.ErrRenewed: an expected outcome (a stale token)
+	exists                           // sessionkit.ErrExists
+	tooLarge                         // sessionkit.ErrTooLarge
+	tooManyFields                    // sessionkit.ErrTooManyFields
+	tooManySessions                  // sessionkit.ErrTooManySessions: a Bind refused by the user's cap
+	canceled                         // context.Canceled or context.DeadlineExceeded
+	unavailable                      // sessionkit.ErrUnavailable: the backend failed
+	other                            // none of the above
 	numErrorTypes
 )
 
 var errorTypeNames = [numErrorTypes]string{
-	"not_found", "renewed", "exists", "too_large", "too_many_fields", "canceled", "unavailable", "other",
+	"not_found", "renewed", "exists", "too_large", "too_many_fields", "too_many_sessions", "canceled", "unavailable", "other",
 }
 
 // errorTypeAttrs are the span attributes, built once so that setting one
@@ -541,6 +700,8 @@ func classify(err error) errorType {
 		return tooLarge
 	case errors.Is(err, sessionkit.ErrTooManyFields):
 		return tooManyFields
+	case errors.Is(err, sessionkit.ErrTooManySessions):
+		return tooManySessions
 	default:
 		return other
 	}
