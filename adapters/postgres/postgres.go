@@ -164,6 +164,8 @@ type Store struct {
 var (
 	_ sessionkit.Store   = (*Store)(nil)
 	_ sessionkit.Counter = (*Store)(nil)
+	_ sessionkit.Users   = (*Store)(nil)
+	_ sessionkit.Scanner = (*Store)(nil)
 )
 
 // New returns a Store on pool and starts its sweeper; opts may be nil. It
@@ -402,8 +404,8 @@ func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFun
 
 // wrap classifies an error of pgx.
 func (s *Store) wrap(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, sessionkit.ErrTooManySessions) { // an outcome, as driver.Wrap's are
+		return err
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -433,20 +435,27 @@ func (s *Store) run(ctx context.Context, op, query string, args []any, dest ...a
 		if err := s.pool.QueryRow(ctx, query, args...).Scan(append([]any{&st}, dest...)...); err != nil {
 			return err
 		}
-		switch st {
-		case statusOK:
-			return nil
-		case statusNotFound:
-			return sessionkit.ErrNotFound
-		case statusRenewed:
-			return sessionkit.ErrRenewed
-		case statusExists:
-			return sessionkit.ErrExists
-		case statusDecode:
-			return fmt.Errorf("postgres: %s: %w: the field holds no int64, or the sum leaves int64", op, sessionkit.ErrDecode)
-		}
-		return fmt.Errorf("unknown status %d", st)
+		return statusError(op, st)
 	})
+}
+
+// statusError is the error of a statement's status.
+func statusError(op string, st int) error {
+	switch st {
+	case statusOK:
+		return nil
+	case statusNotFound:
+		return sessionkit.ErrNotFound
+	case statusRenewed:
+		return sessionkit.ErrRenewed
+	case statusExists:
+		return sessionkit.ErrExists
+	case statusDecode:
+		return fmt.Errorf("postgres: %s: %w: the field holds no int64, or the sum leaves int64", op, sessionkit.ErrDecode)
+	case statusTooMany:
+		return fmt.Errorf("postgres: %s: %w", op, sessionkit.ErrTooManySessions)
+	}
+	return fmt.Errorf("unknown status %d", st)
 }
 
 // columns splits fields into the two arrays the statements take.

@@ -124,8 +124,21 @@ func harness(t *testing.T) *adaptertest.Harness {
 		// The schema makes every kind impossible: typed, NOT NULL columns,
 		// check constraints on the policy, opaque bytea values.
 		// TestHandEditsThatWouldCorruptAreRefused shows it.
-		Corrupt: func(context.Context, string, adaptertest.Corruption) error { return errors.ErrUnsupported },
+		Corrupt:      func(context.Context, string, adaptertest.Corruption) error { return errors.ErrUnsupported },
+		IndexEntries: f.indexEntries,
 	}
+}
+
+// indexEntries counts the rows bound to the user index, as the harness's
+// IndexEntries: the entries of sessions_user that any statement can see.
+// An expired row is no entry, as it is no record for ttl: every statement
+// ignores it, and UserSessions or the sweeper deletes it
+// (TestListingDeletesTheUsersExpiredRows counts those too).
+func (f *fixture) indexEntries(ctx context.Context, index string) (int, error) {
+	var n int
+	err := f.pool.QueryRow(ctx, `SELECT count(*) FROM `+f.prefix+`sessions WHERE user_index = $1 AND expires > now()`,
+		index).Scan(&n)
+	return n, err
 }
 
 func TestConformance(t *testing.T) { adaptertest.Run(t, harness) }

@@ -38,6 +38,8 @@ import (
 //   - sessions_record (record, markers only): deleting a record cascades to
 //     the Rename markers that point at it; without it every delete would
 //     scan the table. Markers are few, and so is this index.
+//   - sessions_user (user_index, bound sessions only): a user's sessions,
+//     for Bind's cap, UserSessions and Revoke (see below).
 //   - fields primary key (session_id, name): a read or write of a field is
 //     one index probe, a whole session one range scan, and deleting a
 //     session cascades to its fields through it.
@@ -68,6 +70,33 @@ var schema = []object{
 	value      bytea  NOT NULL,
 	PRIMARY KEY (session_id, name)
 )`},
+	// The binding of a session to a user (sessionkit.Users), on the
+	// session's own row: user_index (Binding.Index, the user's opaque
+	// identifier), public_id, user_id, device and ip, all NULL on a session
+	// bound to no user and on a Rename marker. On the row, Rename keeps the
+	// binding (it changes only the key), Destroy and the sweeper remove it
+	// with the session, and a user's index is the rows that name it: it
+	// cannot list a session that is gone, nor miss a live one. Tables made
+	// before the binding get the columns here too (ALTER on every new
+	// table, so that the columns have one definition): nullable columns
+	// without a default rewrite nothing, and the check is NOT VALID, which
+	// skips a scan of the table under its lock (the rows there are NULL,
+	// which it allows; every row written is checked).
+	{"{p}sessions.user_index", `ALTER TABLE {p}sessions
+	ADD COLUMN IF NOT EXISTS user_index text,
+	ADD COLUMN IF NOT EXISTS public_id  text,
+	ADD COLUMN IF NOT EXISTS user_id    text,
+	ADD COLUMN IF NOT EXISTS device     text,
+	ADD COLUMN IF NOT EXISTS ip         text,
+	ADD CONSTRAINT {p}sessions_binding CHECK (num_nulls(user_index, public_id, user_id, device, ip) IN (0, 5)
+		AND (user_index IS NULL OR record IS NULL AND public_id <> '' AND user_id <> '')) NOT VALID`},
+	// sessions_user: a user's sessions, for the cap in Bind, UserSessions
+	// and Revoke. Partial, so that sessions bound to no user cost no entry;
+	// the refresh never changes user_index, so it stays heap-only. On a
+	// large table made before the binding, CREATE INDEX blocks writes while
+	// it builds: make it by hand first with CREATE INDEX CONCURRENTLY (same
+	// name and definition), and Migrate finds it.
+	{"{p}sessions_user", `CREATE INDEX IF NOT EXISTS {p}sessions_user ON {p}sessions (user_index) WHERE user_index IS NOT NULL`},
 }
 
 // object is a table or an index, and the DDL that makes it.
@@ -75,9 +104,13 @@ type object struct{ name, ddl string }
 
 // The migration's own statements.
 const (
-	// missingSQL: of the names in $1, those the catalog does not have.
-	// to_regclass takes no lock.
-	missingSQL = `SELECT coalesce(array_agg(n), '{}') FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL`
+	// missingSQL: of the names in $1, those the catalog does not have: a
+	// table or index, or a column written "table.column". to_regclass and
+	// reading pg_attribute take no lock on the table.
+	missingSQL = `SELECT coalesce(array_agg(n), '{}') FROM unnest($1::text[]) n
+	WHERE CASE WHEN strpos(n, '.') = 0 THEN to_regclass(n) IS NULL
+		ELSE NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(split_part(n, '.', 1))
+			AND attname = split_part(n, '.', 2) AND attnum > 0 AND NOT attisdropped) END`
 
 	// migrateLockSQL keeps two processes from migrating at once, which
 	// could collide in the catalog (concurrent CREATE TABLE IF NOT EXISTS
@@ -146,6 +179,7 @@ const (
 	statusRenewed  = 2
 	statusExists   = 3
 	statusDecode   = 4 // incr: the field holds no int64, or the sum leaves int64
+	statusTooMany  = 5 // bind: the user is at the cap and the binding refuses
 
 	// The bounds of int64, for incr.
 	minInt64 = `-9223372036854775808`
@@ -163,6 +197,8 @@ type queries struct {
 
 	create, get, getOne, getAll, keys, has, length, set, incr, pop, del  string
 	touch, setExpiry, rename, destroy, count, sweepMarkers, sweepRecords string
+
+	userLock, bind, bindNew, userSessions, revoke, info, scan, destroyAll string
 
 	nfieldsCheck string // the constraint that Set's limit trips
 	keyUnique    string // the constraint that a taken key trips
@@ -352,9 +388,170 @@ func newQueries(prefix string) *queries {
 		q.schema[i].ddl = r.Replace(q.schema[i].ddl)
 		q.objects = append(q.objects, q.schema[i].name)
 	}
+	q.userStatements()
 	for _, s := range []*string{&q.migrateLock, &q.create, &q.get, &q.getOne, &q.getAll, &q.keys, &q.has, &q.length,
-		&q.set, &q.incr, &q.pop, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweepMarkers, &q.sweepRecords} {
+		&q.set, &q.incr, &q.pop, &q.del, &q.touch, &q.setExpiry, &q.rename, &q.destroy, &q.count, &q.sweepMarkers, &q.sweepRecords,
+		&q.userLock, &q.bind, &q.bindNew, &q.userSessions, &q.revoke, &q.info, &q.scan, &q.destroyAll} {
 		*s = r.Replace(*s)
 	}
 	return q
+}
+
+// The statements of sessionkit.Users and sessionkit.Scanner.
+//
+// A user's index is the rows whose user_index names it (sessions_user). Of
+// the statements that change which rows those are, Bind adds one, or moves
+// one from another user, and enforces the cap; Revoke removes them. Both
+// must see every Bind of the user that came before them, which one
+// statement cannot: its snapshot is taken when it starts, so a statement
+// that waited for a lock inside itself would still miss what the lock
+// holder committed, and count the user's sessions short. So each runs in a
+// transaction of two statements, sent together in one round trip (a pgx
+// batch: one pipeline, one Sync, one implicit transaction): userLock takes
+// the user's transaction-scoped advisory lock, and the statement after it
+// takes its snapshot once it has the lock, after the previous holder has
+// committed (a commit is visible before its locks are released). The lock
+// is held until the commit, one statement later. Nothing else takes it:
+// ordinary operations on a bound session run as on any other, and Rename,
+// which moves a session's row to another key, leaves its user_index alone.
+//
+// The lock is an advisory lock on a hash of the table prefix and the index
+// key; two users whose hashes collide only wait for each other. A Bind
+// that moves a session from one user to another locks both, in the order
+// of their hashes, so that two such Binds in opposite directions cannot
+// deadlock.
+const (
+	// infoColumns are the columns of a SessionInfo, in its order; empty
+	// strings for a session bound to no user.
+	infoColumns = `key, coalesce(public_id, '') AS public_id, coalesce(user_id, '') AS user_id,
+	coalesce(device, '') AS device, coalesce(ip, '') AS ip, created, expires, idle`
+
+	// mineCTE locks the user's live sessions but the one being bound, in
+	// the order of their ids as every statement that locks several
+	// sessions does, when there is a cap to enforce. $max and $index are
+	// replaced, {self} is the id of the session being bound (or NULL).
+	mineCTE = `mine AS (SELECT id, created FROM {p}sessions
+		WHERE $max::int > 0 AND user_index = $index AND record IS NULL AND expires > now()
+			AND id IS DISTINCT FROM {self}
+		ORDER BY id FOR UPDATE)`
+
+	// evictCTE deletes the oldest of mine (by creation) until one more
+	// fits under the cap, when the binding goes ahead (ok).
+	evictCTE = `evict AS (DELETE FROM {p}sessions WHERE id IN (SELECT id FROM mine ORDER BY created, id
+		LIMIT greatest((SELECT count(*) FROM mine) - $max::int + 1, 0)) AND (SELECT go FROM ok) RETURNING 1)`
+
+	// refusedExpr: the user is at the cap and the binding refuses.
+	refusedExpr = `($refuse::bool AND $max::int > 0 AND (SELECT count(*) FROM mine) >= $max::int)`
+)
+
+func (q *queries) userStatements() {
+	// userLock: $1 the user's index, $2 a key (or NULL) whose session's
+	// current user is locked too. It answers how many locks it took.
+	q.userLock = `SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended('sessionkit user {p}' || i, 0) AS h
+	FROM unnest(ARRAY[$1::text, (SELECT user_index FROM {p}sessions WHERE key = $2::text)]) i
+	WHERE i IS NOT NULL ORDER BY h) l`
+
+	// bind: $1 the old key, $2 the new key, $3 the index, $4 the public
+	// ID, $5 the user, $6 the device, $7 the IP, $8 the cap (0: none), $9
+	// whether to refuse over it. Rename (see rename) that also writes the
+	// binding, after the checks in order: the old key (ErrNotFound,
+	// ErrRenewed), the new key (ErrExists), the cap (ErrTooManySessions);
+	// any of them fails it whole. Over the cap without refusing, it deletes
+	// the user's oldest sessions, in the same statement.
+	r := strings.NewReplacer("$max", "$8", "$refuse", "$9", "$index", "$3", "{self}", "(SELECT id FROM snap)")
+	q.bind = `WITH ` + snapCTE + `, ` + lockCTE + `,
+	dst AS (SELECT id, expires > now() AS live FROM {p}sessions WHERE key = $2),
+	` + r.Replace(mineCTE) + `,
+	ok AS (SELECT coalesce((SELECT here FROM s), false) AND NOT EXISTS (SELECT FROM dst WHERE live)
+		AND NOT ` + r.Replace(refusedExpr) + ` AS go),
+	gone AS (DELETE FROM {p}sessions WHERE id = (SELECT id FROM dst WHERE NOT live) AND (SELECT go FROM ok) RETURNING 1),
+	` + r.Replace(evictCTE) + `,
+	moved AS (UPDATE {p}sessions t SET key = $2, ` + setRefresh + `,
+			user_index = $3, public_id = $4, user_id = $5, device = $6, ip = $7
+		FROM s WHERE t.id = s.id AND (SELECT go FROM ok)
+			AND (SELECT count(*) FROM gone) >= 0 -- after gone
+		RETURNING t.id, t.expires),
+	marker AS (INSERT INTO {p}sessions (key, created, idle, absolute, expires, sweep_after, nfields, renamed_to, record)
+		SELECT $1, now(), {marker_ttl}, {marker_ttl}, least(now() + {marker_ttl}, expires),
+			` + sweepAfter(`least(now() + {marker_ttl}, expires)`) + `, 0, $2, id
+		FROM moved
+		RETURNING 1),
+	` + durableCTE + `
+	SELECT CASE WHEN EXISTS (SELECT FROM marker) THEN 0
+		WHEN (SELECT here FROM s) AND EXISTS (SELECT FROM dst WHERE live) THEN 3
+		WHEN (SELECT here FROM s) THEN 5
+		ELSE ` + status + ` END FROM durable`
+
+	// bindNew: $1 the new key, $2 the index, $3 the public ID, $4 the
+	// user, $5 the device, $6 the IP, $7 the cap, $8 whether to refuse, $9
+	// idle, $10 absolute. Create of an empty session that carries the
+	// binding, with bind's cap. A key that a concurrent Create takes trips
+	// the unique key, which undoes the statement (ErrExists).
+	r = strings.NewReplacer("$max", "$7", "$refuse", "$8", "$index", "$2", "{self}", "NULL::bigint")
+	q.bindNew = `WITH dst AS (SELECT id, expires > now() AS live FROM {p}sessions WHERE key = $1),
+	` + r.Replace(mineCTE) + `,
+	ok AS (SELECT NOT EXISTS (SELECT FROM dst WHERE live) AND NOT ` + r.Replace(refusedExpr) + ` AS go),
+	gone AS (DELETE FROM {p}sessions WHERE id = (SELECT id FROM dst WHERE NOT live) AND (SELECT go FROM ok) RETURNING 1),
+	` + r.Replace(evictCTE) + `,
+	ins AS (INSERT INTO {p}sessions (key, created, idle, absolute, expires, sweep_after, nfields,
+			user_index, public_id, user_id, device, ip)
+		SELECT $1, now(), $9::interval, $10::interval, now() + least($9::interval, $10::interval),
+			` + sweepAfter(`now() + least($9::interval, $10::interval)`) + `, 0, $2, $3, $4, $5, $6
+		WHERE (SELECT go FROM ok) AND (SELECT count(*) FROM gone) >= 0 -- after gone
+		RETURNING 1),
+	` + durableCTE + `
+	SELECT CASE WHEN EXISTS (SELECT FROM ins) THEN 0 WHEN EXISTS (SELECT FROM dst WHERE live) THEN 3 ELSE 5 END FROM durable`
+
+	// userSessions: $1 the index. It refreshes nothing, and writes only
+	// to delete the user's expired rows (the index's dead entries), which
+	// would otherwise wait for the sweeper: rows that another statement
+	// holds are skipped, so it never waits for a lock, and can deadlock
+	// with nothing.
+	q.userSessions = `WITH dead AS (DELETE FROM {p}sessions WHERE id IN (SELECT id FROM {p}sessions
+		WHERE user_index = $1 AND record IS NULL AND expires <= now() FOR UPDATE SKIP LOCKED))
+	SELECT ` + infoColumns + ` FROM {p}sessions
+	WHERE user_index = $1 AND record IS NULL AND expires > now()`
+
+	// revoke: $1 the index, $2 the public IDs (NULL: all), $3 the one to
+	// spare. It deletes the sessions, live or expired, locking them in the
+	// order of their ids (as bind's cap does, so the two cannot deadlock),
+	// and answers how many of them were live once locked. The cascade takes
+	// their fields and Rename markers.
+	q.revoke = `WITH v AS (SELECT id, expires > now() AS live FROM {p}sessions
+		WHERE user_index = $1 AND record IS NULL AND ($2::text[] IS NULL OR public_id = ANY ($2::text[]))
+			AND public_id <> $3
+		ORDER BY id FOR UPDATE),
+	d AS (DELETE FROM {p}sessions t USING v WHERE t.id = v.id RETURNING v.live),
+	` + durableCTE + `
+	SELECT (SELECT count(*) FILTER (WHERE live) FROM d) FROM durable`
+
+	// info: $1 the key. A read, like userSessions.
+	q.info = `SELECT ` + infoColumns + ` FROM {p}sessions WHERE key = $1 AND record IS NULL AND expires > now()`
+
+	// scan: $1 the prefix, $2 the id to continue after, $3 the page size.
+	// It walks the rows in the order of their ids (the primary key), which
+	// neither Rename nor Bind changes, so a session that lives through the
+	// walk is met exactly once however often it is renewed. Each page reads
+	// $3 rows, whatever they are, and answers the sessions among them, with
+	// the last id read and how many rows it read: a prefix that few rows
+	// match costs pages with few sessions, never a page that reads the
+	// table. The summary comes on every row, and on a row of NULLs when no
+	// session matches.
+	q.scan = `WITH w AS MATERIALIZED (SELECT * FROM {p}sessions WHERE id > $2 ORDER BY id LIMIT $3),
+	m AS (SELECT id, ` + infoColumns + ` FROM w
+		WHERE starts_with(key, $1) AND record IS NULL AND expires > now())
+	SELECT t.last, t.n, m.* FROM (SELECT max(id) AS last, count(*) AS n FROM w) t LEFT JOIN m ON true ORDER BY m.id`
+
+	// destroyAll: $1 the prefix, $2 the id to continue after, $3 the
+	// batch size. It deletes up to $3 rows under the prefix (sessions,
+	// live or not, and markers), locking them in the order of their ids,
+	// and answers the last id, how many rows and how many live sessions it
+	// deleted. A row that another statement deletes meanwhile is skipped,
+	// and the batch filled from the rows after it.
+	q.destroyAll = `WITH v AS (SELECT id, record IS NULL AND expires > now() AS live FROM {p}sessions
+		WHERE id > $2 AND starts_with(key, $1) ORDER BY id LIMIT $3 FOR UPDATE),
+	d AS (DELETE FROM {p}sessions t USING v WHERE t.id = v.id RETURNING v.id, v.live),
+	` + durableCTE + `
+	SELECT coalesce((SELECT max(id) FROM v), 0), (SELECT count(*) FROM v), (SELECT count(*) FILTER (WHERE live) FROM d)
+	FROM durable`
 }
