@@ -269,16 +269,16 @@ func loggedIn(m *sessionkit.Manager, w http.ResponseWriter, r *http.Request) (st
 // reply answers a failed session operation and reports whether the handler
 // should go on. The Manager classifies the error (sessionkit.ErrorStatus)
 // and logs it; a 400 (a key or value the Manager refuses) also says why,
-// since it is the client's to fix. A login over the cap is refused with
-// 403, and a store without a user index answers 501 to the user routes.
+// since it is the client's to fix, and so does a 409 for a login over the
+// cap. A store without a user index answers 501 to the user routes.
 func reply(m *sessionkit.Manager, w http.ResponseWriter, r *http.Request, err error) bool {
 	switch {
 	case err == nil:
 		return true
-	case sessionkit.ErrorStatus(err) == http.StatusBadRequest || errors.Is(err, sessionkit.ErrInvalidUser):
+	case sessionkit.ErrorStatus(err) == http.StatusBadRequest:
 		http.Error(w, err.Error(), http.StatusBadRequest)
 	case errors.Is(err, sessionkit.ErrTooManySessions):
-		http.Error(w, "too many sessions: log out on another device first", http.StatusForbidden)
+		http.Error(w, "too many sessions: log out on another device first", http.StatusConflict)
 	case errors.Is(err, errors.ErrUnsupported):
 		http.Error(w, "this session store keeps no index of sessions by user", http.StatusNotImplemented)
 	default:
