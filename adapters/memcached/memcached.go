@@ -836,21 +836,21 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 		return driver.Wrap(ctx, "memcached: destroy", err)
 	}
 	k := ItemKey(key)
-	_, err := s.destroyChain(ctx, "destroy", k)
+	_, err := s.destroyChain(ctx, "destroy", k, maxChain)
 	return err
 }
 
-// destroyChain ends what the item key k holds, following Rename markers,
-// and reports whether it ended a live session.
-func (s *Store) destroyChain(ctx context.Context, op, k string) (killed bool, err error) {
-	for range maxChain {
+// destroyChain ends what the item key k holds, following up to links Rename
+// markers, and reports whether it ended a live session.
+func (s *Store) destroyChain(ctx context.Context, op, k string, links int) (killed bool, err error) {
+	for range links {
 		next, killed, err := s.destroy(ctx, op, k)
 		if next == "" || err != nil {
 			return killed, err
 		}
 		k = next
 	}
-	return false, fmt.Errorf("memcached: %s: %w: more than %d Rename markers in a chain", op, sessionkit.ErrUnavailable, maxChain)
+	return false, fmt.Errorf("memcached: %s: %w: more than %d Rename markers in a chain", op, sessionkit.ErrUnavailable, links)
 }
 
 // destroy ends what key holds. On a marker it deletes it and returns the

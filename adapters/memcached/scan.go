@@ -159,35 +159,68 @@ func parseCursor(cursor string, servers int) (int, string, error) {
 // sessions it ended (sessionkit.Scanner): one metadump of every server,
 // then, per batch of 256 keys found, one gets, and for each item one more
 // round trip: a cas that kills a live session (as Destroy does), a delete
-// of anything else (an expired or damaged item). A Rename marker it finds
-// is deleted and followed as Destroy follows it (2 round trips per marker),
-// so a session renamed while DestroyAll runs is ended under its new key;
-// a cas lost to a concurrent write falls back to Destroy's own loop. A
-// session created (not renamed) after the metadump passed its key
-// survives, as the contract allows. Memcached keeps no user indexes, so
-// there are none to remove.
+// of anything else. A Rename marker whose target the metadumps did not
+// list is followed as Destroy follows it (2 round trips per link), so a
+// session renamed while DestroyAll runs is ended under its new key; a cas
+// lost to a concurrent write falls back to Destroy's own loop. A session
+// created (not renamed) after the metadump passed its key survives, as the
+// contract allows. A session that a Rename in flight drops when DestroyAll
+// deletes its marker (the Rename undoes its copy, see the package doc) is
+// ended but not counted. Memcached keeps no user indexes, so there are
+// none to remove.
 func (s *Store) DestroyAll(ctx context.Context, prefix string) (int, error) {
+	const op = "destroy all"
+	servers, err := s.serverList(prefix)
+	if err != nil {
+		return 0, err
+	}
+	var keys []string
+	for _, addr := range servers {
+		if err := s.dump(ctx, op, addr, prefix, func(k string) { keys = append(keys, k) }); err != nil {
+			return 0, err
+		}
+	}
+	listed := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		listed[k] = true
+	}
+	// Markers whose target is listed too are only deleted, and last: the
+	// sessions, and the chains that lead out of the listing, go first, so a
+	// session being renamed meanwhile is caught as early as can be.
+	var markers []string
 	n := 0
-	err := s.each(ctx, "destroy all", prefix, func(keys []string) error {
-		found, err := s.readMany(ctx, "destroy all", keys)
+	for batch := range slices.Chunk(keys, readBatch) {
+		found, err := s.readMany(ctx, op, batch)
 		if err != nil {
-			return err
+			return n, err
 		}
 		for i, f := range found {
 			if err := ctx.Err(); err != nil {
-				return driver.Wrap(ctx, "memcached: destroy all", err)
+				return n, driver.Wrap(ctx, "memcached: "+op, err)
 			}
-			killed, err := s.end(ctx, keys[i], f)
+			if f.mk != nil && listed[ItemKey(f.mk.target)] {
+				markers = append(markers, batch[i])
+				continue
+			}
+			killed, err := s.end(ctx, batch[i], f)
 			if killed {
 				n++
 			}
 			if err != nil {
-				return err
+				return n, err
 			}
 		}
-		return nil
-	})
-	return n, err
+	}
+	for _, k := range markers {
+		if err := ctx.Err(); err != nil {
+			return n, driver.Wrap(ctx, "memcached: "+op, err)
+		}
+		// Its target was ended in turn, following what it held then.
+		if err := s.del(k); err != nil {
+			return n, wrap(ctx, op, err)
+		}
+	}
+	return n, nil
 }
 
 // end ends what DestroyAll found under the item key k.
@@ -214,7 +247,11 @@ func (s *Store) end(ctx context.Context, k string, f found) (killed bool, err er
 		// Expired or damaged: nothing live to follow.
 		return false, wrap(ctx, op, s.del(k))
 	}
-	return s.destroyChain(ctx, op, k)
+	// Every link followed deletes a marker, and a Rename whose marker is
+	// deleted before it returns undoes its copy, so a chain that is still
+	// growing stops growing once the walk catches up with it: the bound is
+	// casAttempts, not Destroy's maxChain.
+	return s.destroyChain(ctx, op, k, casAttempts)
 }
 
 // readMany reads the items under keys with one gets (gomemcache sends one
