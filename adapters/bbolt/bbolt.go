@@ -8,12 +8,26 @@
 //
 // # Layout
 //
-// Four top-level buckets:
+// Eight top-level buckets, four for the sessions:
 //
 //	sessions/<key>/<field>    one nested bucket per session, one key per session field
 //	meta/<key>                created, idle, absolute, expires: four big-endian int64 ms
 //	renamed/<key>             a Rename marker: expires (big-endian int64 ms), then the new key
 //	expiry/<expires><key>     the expiry index, ordered by time: "" for a session, "r" for a marker
+//
+// and four for the user index (sessionkit.Users), which ordinary operations
+// never read:
+//
+//	bound/<key>                  a bound session's binding: index, public ID, user, device, IP
+//	users/<index>/<key>          one nested bucket per user: its sessions' absolute deadlines
+//	userdue/<index>              the index's deadline: the latest of its entries'
+//	userexpiry/<deadline><index> the indexes ordered by deadline, for the sweeper
+//
+// Whatever removes a session (Destroy, Revoke, the cap, expiry, damage, the
+// old key of a Rename) removes its binding and its index entry in the same
+// transaction, and an index left empty goes with them; Rename moves the
+// entry to the new key. The sweeper also drops every index whose deadline
+// has passed, with what it still lists.
 //
 // A write touches only its fields. Every operation refreshes the expiry and
 // moves the session's index entry in the same transaction. A background
@@ -22,7 +36,11 @@
 // expired markers as well as expired sessions.
 //
 // Every operation is one bbolt read-write transaction (the expiry refresh
-// is a write), so each costs an fsync unless Options.NoSync is set. Rename
+// is a write), so each costs an fsync unless Options.NoSync is set. Bind
+// (with the cap), Revoke and DestroyAll (per 1000 keys) are one read-write
+// transaction too; Count, Scan, Info and UserSessions are one read-only
+// transaction (no fsync), and Info and UserSessions take one read-write
+// transaction more only when they find something dead to remove. Rename
 // and Destroy are one transaction too, so they are atomic as the
 // sessionkit.Store contract asks without further care: Rename moves the
 // fields, writes the marker and moves both index entries in one commit, and
@@ -103,7 +121,7 @@ var (
 const maxChain = 64
 
 // Store is a sessionkit.Store in a bbolt file. It implements
-// sessionkit.Counter and io.Closer; operations after Close return
+// sessionkit.Users, sessionkit.Scanner, sessionkit.Counter and io.Closer; operations after Close return
 // sessionkit.ErrClosed.
 type Store struct {
 	db   *bolt.DB
@@ -142,7 +160,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("bbolt: open %s: %w: %w", path, sessionkit.ErrUnavailable, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSessions, bucketMeta, bucketRenamed, bucketExpiry} {
+		for _, b := range [][]byte{bucketSessions, bucketMeta, bucketRenamed, bucketExpiry, bucketBound, bucketUsers, bucketUserDue, bucketUserExpiry} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -188,8 +206,10 @@ func (s *Store) sweeper(every time.Duration) {
 // hold the writer lock for long.
 const sweepBatch = 1000
 
-// Sweep removes the sessions and Rename markers that have expired and
-// returns how many index entries it cleared. The background sweeper calls
+// Sweep removes the sessions and Rename markers that have expired, with
+// their user index entries, then the user indexes past their deadline, and
+// returns how many expiry entries (of sessions, markers and indexes) it
+// cleared. The background sweeper calls
 // it; tests and operators may too.
 func (s *Store) Sweep() (int, error) {
 	total := 0
@@ -228,8 +248,12 @@ func (s *Store) Sweep() (int, error) {
 			return nil
 		})
 		total += n
-		if err != nil || n < sweepBatch {
+		if err != nil {
 			return total, wrap(context.Background(), "sweep", err)
+		}
+		if n < sweepBatch {
+			n, err := s.sweepIndexes()
+			return total + n, wrap(context.Background(), "sweep", err)
 		}
 	}
 }
@@ -338,6 +362,9 @@ func remove(tx *bolt.Tx, key []byte) error {
 			return err
 		}
 	}
+	if err := unbind(tx, key); err != nil {
+		return err
+	}
 	for _, b := range [][]byte{bucketMeta, bucketRenamed, bucketSessions} {
 		if err := drop(tx.Bucket(b), key); err != nil {
 			return err
@@ -382,16 +409,24 @@ func (e entry) indexValue() []byte {
 // refreshing it; ok is false if there is none. Whatever else it finds there
 // (expired, damaged) it removes, so the caller should commit.
 func lookup(tx *bolt.Tx, key []byte, now int64) (e entry, ok bool, err error) {
+	if e, ok := peek(tx, key, now); ok {
+		return e, true, nil
+	}
+	return entry{}, false, remove(tx, key)
+}
+
+// peek is lookup without the removal: it changes nothing.
+func peek(tx *bolt.Tx, key []byte, now int64) (entry, bool) {
 	if v := tx.Bucket(bucketRenamed).Get(key); v != nil {
 		if mk, valid := parseMarker(v); valid && now < mk.expires {
-			return entry{mk: mk}, true, nil
+			return entry{mk: mk}, true
 		}
 	} else if m, valid := parseMeta(tx.Bucket(bucketMeta).Get(key)); valid {
 		if fields := tx.Bucket(bucketSessions).Bucket(key); fields != nil && now < m.expires && m.ttl(now) > 0 {
-			return entry{fields: fields, m: m}, true, nil
+			return entry{fields: fields, m: m}, true
 		}
 	}
-	return entry{}, false, remove(tx, key)
+	return entry{}, false
 }
 
 // update runs fn on the live session under key, its expiry refreshed, in
@@ -661,7 +696,15 @@ func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry
 			return sessionkit.ErrNotFound
 		}
 		m.expires = now + ttl
-		return putMeta(tx, []byte(key), m, old)
+		if err := putMeta(tx, []byte(key), m, old); err != nil {
+			return err
+		}
+		// A bound session's index entry follows its absolute deadline, and
+		// the index lives at least as long.
+		if b, ok := getBinding(tx, []byte(key)); ok {
+			return addMember(tx, []byte(b.index), []byte(key), m.deadline())
+		}
+		return nil
 	})
 }
 
@@ -685,6 +728,15 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 		}
 		if err := putMeta(tx, nk, m, 0); err != nil {
 			return err
+		}
+		// A bound session's binding and index entry move with it (the new
+		// entry first, so that the index is never empty on the way).
+		if raw := tx.Bucket(bucketBound).Get(ok); raw != nil {
+			if b, valid := parseBinding(raw); valid {
+				if err := bind(tx, nk, bytes.Clone(raw), []byte(b.index), m); err != nil {
+					return err
+				}
+			}
 		}
 		if err := remove(tx, ok); err != nil {
 			return err
@@ -727,12 +779,14 @@ func (s *Store) Count(ctx context.Context, prefix string) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		now := ms(s.now())
-		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
-			if m, ok := parseMeta(v); ok && now < m.expires && m.ttl(now) > 0 && bytes.HasPrefix(k, []byte(prefix)) {
+		p := []byte(prefix)
+		c := tx.Bucket(bucketMeta).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if _, ok := liveSession(tx, k, v, now); ok {
 				n++
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	return n, wrap(ctx, "count", err)
 }

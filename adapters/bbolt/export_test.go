@@ -2,6 +2,7 @@ package bbolt
 
 import (
 	"errors"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -46,4 +47,41 @@ func (s *Store) Corrupt(key string, kind adaptertest.Corruption) error {
 		}
 		return errors.ErrUnsupported
 	})
+}
+
+// IndexState counts what the user index keeps in the file, live or not:
+// indexes, their entries, bindings, and index deadlines (userdue and
+// userexpiry entries, which must agree).
+type IndexState struct{ Indexes, Entries, Bindings, Due, DueEntries int }
+
+func (s *Store) IndexState() IndexState {
+	var st IndexState
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		users := tx.Bucket(bucketUsers)
+		_ = users.ForEach(func(k, _ []byte) error {
+			st.Indexes++
+			if b := users.Bucket(k); b != nil {
+				st.Entries += b.Stats().KeyN
+			}
+			return nil
+		})
+		st.Bindings = tx.Bucket(bucketBound).Stats().KeyN
+		st.Due = tx.Bucket(bucketUserDue).Stats().KeyN
+		st.DueEntries = tx.Bucket(bucketUserExpiry).Stats().KeyN
+		return nil
+	})
+	return st
+}
+
+// IndexDeadline returns the index's deadline, zero if it has none.
+func (s *Store) IndexDeadline(index string) time.Time {
+	var d int64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		d = int64At(tx.Bucket(bucketUserDue).Get([]byte(index)))
+		return nil
+	})
+	if d == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(d)
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package bbolt_test
+
+const leakSessions = 10_000
