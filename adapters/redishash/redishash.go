@@ -96,6 +96,7 @@ const (
 	fieldIdle     = sessionkit.ReservedPrefix + "i" // idle timeout, ms
 	fieldCreated  = sessionkit.ReservedPrefix + "c" // creation, Unix ms on Redis's clock
 	fieldRenamed  = sessionkit.ReservedPrefix + "r" // in a marker: the key the record moved to
+	fieldBinding  = sessionkit.ReservedPrefix + "b" // in a bound record: index, ID, user, device, IP
 )
 
 // Options configures a Store. It has no settings today (the clock is
@@ -186,6 +187,8 @@ func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []str
 		return nil, errNotInt
 	case replyOverflow:
 		return nil, errOverflow
+	case replyCap:
+		return nil, sessionkit.ErrTooManySessions
 	}
 	return nil, wrap(ctx, op, fmt.Errorf("unexpected reply %d", n))
 }

@@ -61,6 +61,15 @@ func corrupt(client redis.UniversalClient) func(context.Context, string, adapter
 	}
 }
 
+// indexEntries counts the entries of a user index, dead or not (ZCARD
+// cleans nothing).
+func indexEntries(client redis.UniversalClient) func(context.Context, string) (int, error) {
+	return func(ctx context.Context, index string) (int, error) {
+		n, err := client.ZCard(ctx, index).Result()
+		return int(n), err
+	}
+}
+
 // miniredisHarness runs the suite on miniredis. Its clock (TIME, and what
 // PEXPIREAT counts from) and its TTLs move together, driven by the suite.
 func miniredisHarness(t *testing.T) *adaptertest.Harness {
@@ -76,10 +85,11 @@ func miniredisHarness(t *testing.T) *adaptertest.Harness {
 			m.SetTime(clock.Now())
 			m.FastForward(d)
 		},
-		TTL:     ttlOf(client),
-		SetRaw:  hset(client),
-		Corrupt: corrupt(client),
-		Close:   func() { client.Close() },
+		TTL:          ttlOf(client),
+		SetRaw:       hset(client),
+		Corrupt:      corrupt(client),
+		IndexEntries: indexEntries(client),
+		Close:        func() { client.Close() },
 	}
 }
 
@@ -91,10 +101,11 @@ func runOnRealRedis(t *testing.T, client redis.UniversalClient, flush func(conte
 	adaptertest.Run(t, func(t *testing.T) *adaptertest.Harness {
 		require.NoError(t, flush(t.Context()))
 		return &adaptertest.Harness{
-			Store:   redishash.New(client, nil),
-			TTL:     ttlOf(client),
-			SetRaw:  hset(client),
-			Corrupt: corrupt(client),
+			Store:        redishash.New(client, nil),
+			TTL:          ttlOf(client),
+			SetRaw:       hset(client),
+			Corrupt:      corrupt(client),
+			IndexEntries: indexEntries(client),
 		}
 	})
 }

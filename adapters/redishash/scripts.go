@@ -47,6 +47,7 @@ const (
 	replyRetry    = -5 // Create removed a corrupt record in its way: run it again
 	replyNotInt   = -6 // Incr found a field that does not hold an int64; nothing written
 	replyOverflow = -7 // Incr's result would leave int64; nothing written
+	replyCap      = -8 // Bind would exceed Binding.Max under Refuse; nothing written
 )
 
 // valid is true when the metadata strings d, i and c parse as positive
@@ -56,14 +57,17 @@ const valid = `(d and i and c and d % 1 == 0 and i % 1 == 0 and c % 1 == 0 and
   d > 0 and i > 0 and c > 0 and d < 1e15 and i < 1e15 and c < 1e15)`
 
 // guard starts every script on an existing record. One HMGET reads the
-// metadata, the marker field and the first names of EXTRA (an HMGET
-// argument list) into m, through pcall so that a key of another type reads
-// as an error instead of failing the script. It returns RENEWED on a
+// metadata, the marker field, the binding and the first names of EXTRA (an
+// HMGET argument list) into m, through pcall so that a key of another type
+// reads as an error instead of failing the script. It returns RENEWED on a
 // marker and NOTFOUND on a missing or corrupt record, which it deletes (DEL
-// of a missing key is a no-op), and leaves the deadline and idle timeout
-// in d and i otherwise. It writes nothing on a live record.
+// of a missing key is a no-op), and leaves the deadline, idle timeout and
+// creation in d, i and c otherwise, the binding (false if unbound) in m[5],
+// and in meta the number of metadata fields the record holds (3, or 4 with
+// a binding), which field counts leave out. It writes nothing on a live
+// record.
 var guard = `
-local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `'EXTRA)
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `', '` + fieldBinding + `'EXTRA)
 if m.err then
   redis.call('DEL', KEYS[1])
   return -1
@@ -78,6 +82,7 @@ if not ` + valid + ` then
   redis.call('DEL', KEYS[1])
   return -1
 end
+local meta = m[5] and 4 or 3
 `
 
 // markerCheck returns reply when the HMGET m of KEYS[1] shows a marker as
@@ -98,12 +103,8 @@ redis.call('PEXPIRE', KEYS[1], i)
 redis.call('PEXPIREAT', KEYS[1], d, 'LT')
 `
 
-// metaArgs is the number of HMGET arguments guard reads before EXTRA, and
-// metaCount the number of metadata fields in a record.
-const (
-	metaArgs  = 4
-	metaCount = "3"
-)
+// metaArgs is the number of HMGET arguments guard reads before EXTRA.
+const metaArgs = 5
 
 // now reads Redis's clock in Unix ms.
 const now = `
@@ -138,7 +139,7 @@ func from(snippet, first string) string { return strings.Replace(snippet, "FROM"
 
 // firstNames is guard's EXTRA for scripts whose ARGV are all names: as many
 // as fit in one HMGET of at most 1000 arguments; hmgetRest reads the rest.
-const firstNames = ", unpack(ARGV, 1, math.min(#ARGV, 996))"
+const firstNames = ", unpack(ARGV, 1, math.min(#ARGV, 995))"
 
 func guarded(extra, body string) *redis.Script {
 	return redis.NewScript(strings.Replace(guard, "EXTRA", extra, 1) + body)
@@ -171,9 +172,12 @@ redis.call('PEXPIREAT', KEYS[1], now + ARGV[2], 'LT')
 return 1
 `)
 
-	// ARGV: field, … ; the reply is guard's four metadata values, then
-	// the values asked for, in order.
-	getScript = guarded(firstNames, from(hmgetRest, "997")+refresh+`return m`)
+	// ARGV: field, … ; the reply is guard's five metadata values (the
+	// binding blanked: it is not the caller's), then the values asked for,
+	// in order.
+	getScript = guarded(firstNames, from(hmgetRest, "996")+refresh+`
+m[5] = false
+return m`)
 
 	getAllScript = guarded("", refresh+`return redis.call('HGETALL', KEYS[1])`)
 
@@ -181,11 +185,11 @@ return 1
 
 	// ARGV: field
 	hasScript = guarded(", ARGV[1]", refresh+`
-if m[5] then return 1 end
+if m[6] then return 1 end
 return 0
 `)
 
-	lenScript = guarded("", refresh+`return redis.call('HLEN', KEYS[1]) - `+metaCount)
+	lenScript = guarded("", refresh+`return redis.call('HLEN', KEYS[1]) - meta`)
 
 	// ARGV: max fields (0: no limit), field, value, …
 	// HSET is the first write (see the top of the file). One field: HSET,
@@ -197,14 +201,14 @@ return 0
 local max = tonumber(ARGV[1])
 if #ARGV == 3 then
   local added = redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-  if max > 0 and added == 1 and redis.call('HLEN', KEYS[1]) - `+metaCount+` > max then
+  if max > 0 and added == 1 and redis.call('HLEN', KEYS[1]) - meta > max then
     redis.call('HDEL', KEYS[1], ARGV[2])
     `+refresh+`
     return -2
   end
 else
   if max > 0 then
-    local n = redis.call('HLEN', KEYS[1]) - `+metaCount+`
+    local n = redis.call('HLEN', KEYS[1]) - meta
     if n + (#ARGV - 1) / 2 > max then
       for j = 2, #ARGV, 2 do
         if redis.call('HEXISTS', KEYS[1], ARGV[j]) == 0 then n = n + 1 end
@@ -222,7 +226,7 @@ return 1
 `)
 
 	// ARGV: field, delta, max fields (0: no limit). Guard's HMGET reads the
-	// field's current value into m[5].
+	// field's current value into m[6].
 	//
 	// HINCRBY is the first write, and deny-oom (see the top of the file);
 	// it runs through pcall so that its refusals become reply codes: a
@@ -245,8 +249,8 @@ return 1
 	//     2^53, so the result is read back as text with HGET and returned
 	//     as a string, for the client to parse.
 	incrScript = guarded(", ARGV[1]", `
-local old, max = m[5], tonumber(ARGV[3])
-if not old and max > 0 and redis.call('HLEN', KEYS[1]) - `+metaCount+` >= max then
+local old, max = m[6], tonumber(ARGV[3])
+if not old and max > 0 and redis.call('HLEN', KEYS[1]) - meta >= max then
   `+refresh+`
   return -2
 end
@@ -286,24 +290,26 @@ end
 return new
 `)
 
-	// ARGV: field. Guard's HMGET reads the value into m[5]; the reply is
+	// ARGV: field. Guard's HMGET reads the value into m[6]; the reply is
 	// an empty array for a missing field, else the value in an array (a
 	// nil reply would be indistinguishable from an error for go-redis).
 	popScript = guarded(", ARGV[1]", `
-if m[5] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if m[6] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 `+refresh+`
-if m[5] then return {m[5]} end
+if m[6] then return {m[6]} end
 return {}
 `)
 
 	// ARGV: field, …
 	deleteScript = guarded("", from(hdelFrom, "1")+refresh+`return 1`)
 
-	// Clear rewrites the hash with only its metadata: O(1) script work
-	// whatever the session's size (DEL frees the fields).
+	// Clear rewrites the hash with only its metadata (the binding
+	// included): O(1) script work whatever the session's size (DEL frees
+	// the fields).
 	clearScript = guarded("", `
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '`+fieldDeadline+`', m[1], '`+fieldIdle+`', m[2], '`+fieldCreated+`', m[3])
+if m[5] then redis.call('HSET', KEYS[1], '`+fieldBinding+`', m[5]) end
 `+refresh+`
 return 1
 `)
@@ -316,17 +322,20 @@ return ttl
 `)
 
 	// ARGV: idle ms, absolute ms. The new deadline counts from creation, on
-	// Redis's clock.
-	setExpiryScript = guarded("", now+`
+	// Redis's clock. A bound record's index entry takes the new deadline as
+	// its score, and the index lives at least as long.
+	setExpiryScript = guarded("", bindingIndex+indexFuncs+now+`
 d = c + ARGV[2]
 if d <= now then
   redis.call('DEL', KEYS[1])
+  if idx then redis.pcall('ZREM', idx, KEYS[1]) end
   return -1
 end
 i = ARGV[1]
 redis.call('PEXPIRE', KEYS[1], i)
 redis.call('HSET', KEYS[1], '`+fieldDeadline+`', d, '`+fieldIdle+`', i)
 redis.call('PEXPIREAT', KEYS[1], d, 'LT')
+if idx then indexAdd(idx, KEYS[1], d) end
 return 1
 `)
 
@@ -336,9 +345,12 @@ return 1
 	// replaces), so an OOM refuses the whole move. RENAME keeps the fields,
 	// metadata and TTL; the record's expiry is then refreshed as by any
 	// use, and the marker left at the old key expires after
-	// sessionkit.RenewMarkerTTL or with the record, whichever is first.
+	// sessionkit.RenewMarkerTTL or with the record, whichever is first. A
+	// bound record's index entry moves from the old key to the new one in
+	// the same script (the index shares the hash tag, so the slot).
 	renameScript = guarded("", `
 if redis.call('EXISTS', KEYS[2]) == 1 then return -4 end
+`+bindingIndex+indexFuncs+`
 redis.call('HSET', KEYS[2], '`+fieldRenamed+`', '')
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], i)
@@ -348,16 +360,269 @@ if ttl > 0 then
   redis.call('HSET', KEYS[1], '`+fieldRenamed+`', KEYS[2])
   redis.call('PEXPIRE', KEYS[1], math.min(ttl, tonumber(ARGV[1])))
 end
+if idx then
+  redis.pcall('ZREM', idx, KEYS[1])
+  if ttl > 0 then indexAdd(idx, KEYS[2], d) end
+end
 return 1
 `)
 
-	// Destroy removes the key, whatever it holds, and answers the key a
-	// marker named (nil otherwise) for the client to remove next.
+	// Destroy removes the key, whatever it holds, and the entry of a bound
+	// record in its index, and answers the key a marker named (nil
+	// otherwise) for the client to remove next.
 	destroyScript = redis.NewScript(`
-local r = redis.pcall('HGET', KEYS[1], '` + fieldRenamed + `')
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldRenamed + `', '` + fieldBinding + `')
 redis.call('DEL', KEYS[1])
-if type(r) == 'string' then return r end
+if m.err then return false end
+local idx = m[2] and string.match(m[2], '^([^\n]+)\n')
+if idx then redis.pcall('ZREM', idx, KEYS[1]) end
+if m[1] then return m[1] end
 return false
+`)
+)
+
+// bindingIndex reads the index out of guard's m[5] into idx (nil for an
+// unbound record). Its PEXPIRETIME is the script's first access to the
+// index: on Redis Cluster, an index in another slot than the record (only a
+// hand edit makes one) fails the script there, before it writes anything.
+const bindingIndex = `
+local idx = m[5] and string.match(m[5], '^([^\n]+)\n')
+if idx then redis.call('PEXPIRETIME', idx) end
+`
+
+// indexFuncs defines the index helpers. An index is a sorted set: member,
+// the current key of a bound record; score, its deadline (Unix ms).
+//
+//   - indexAdd(idx, k, d) adds or moves k's entry to score d, and makes the
+//     index live at least until the latest deadline it lists. PEXPIRETIME
+//     is -1 for a key without TTL, so a fresh index gets one too (PEXPIREAT
+//     GT would count it as infinite). A key of another type under the
+//     index's name is corrupt, and replaced.
+//   - liveMember(idx, k) is the HMGET of k (metadata, marker, binding) when
+//     k holds a live record bound to idx, nil when the entry is dead: the
+//     record is missing or expired (a script sees an expired key as
+//     missing), a marker, corrupt, or bound elsewhere.
+const indexFuncs = `
+local function indexAdd(idx, k, d)
+  d = tonumber(d)
+  if type(redis.pcall('ZADD', idx, d, k)) == 'table' then
+    redis.call('DEL', idx)
+    redis.call('ZADD', idx, d, k)
+  end
+  if redis.call('PEXPIRETIME', idx) < d then
+    local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', idx, math.max(d, tonumber(top[2])))
+  end
+end
+local function liveMember(idx, k)
+  local m = redis.pcall('HMGET', k, '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `', '` + fieldBinding + `')
+  if m.err or m[4] or not m[5] or string.sub(m[5], 1, #idx + 1) ~= idx .. '\n' then return nil end
+  local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+  if not ` + valid + ` then return nil end
+  return m
+end
+`
+
+// indexOpen starts the scripts on an index (KEYS[1] for UserSessions and
+// Revoke): it reads the clock, answers EMPTY if there is no index (a key
+// of another type under its name is corrupt and removed), and drops the
+// entries whose deadline has passed.
+const indexOpen = now + indexFuncs + `
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'zset' then
+  if t ~= 'none' then redis.call('DEL', KEYS[1]) end
+  return EMPTY
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+`
+
+// indexClose removes the index once its last entry is gone.
+const indexClose = `
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+`
+
+// info is the reply of Info and of Scan for one live record (guard's m,
+// d): its binding (nil if unbound), creation, expiry (PEXPIRETIME; the
+// deadline for a key a hand edit left without TTL) and idle timeout.
+const info = `
+local e = redis.call('PEXPIRETIME', KEYS[1])
+if e < 0 then e = d end
+return {m[5], m[3], e, m[2]}
+`
+
+var (
+	// Bind, step 1, on the old key. ARGV: new key, marker TTL ms. It reads
+	// the whole record and replaces it with a marker naming the new key,
+	// as Rename leaves, and removes a bound record's entry from its old
+	// index. The first write is an HSET, so under OOM it is refused before
+	// anything changes. The reply is the record's HGETALL.
+	bindOutScript = guarded("", bindingIndex+`
+local all = redis.call('HGETALL', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('HSET', KEYS[1], '`+fieldRenamed+`', ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '`+fieldRenamed+`', ARGV[1])
+if ttl < 0 or ttl > tonumber(ARGV[2]) then ttl = ARGV[2] end
+redis.call('PEXPIRE', KEYS[1], ttl)
+if idx then redis.pcall('ZREM', idx, KEYS[1]) end
+return all
+`)
+
+	// Bind, step 2, on the new key and the user's index (one hash tag, so
+	// one slot). ARGV: idle ms, creation ('' for a new record: now), deadline
+	// (for a new record: the absolute lifetime, counted from now), max, '1'
+	// to refuse over max, binding, field, value, …
+	//
+	// Reads first: the clock, the new key (taken: EXISTS), and the index.
+	// With a max, every entry not past its deadline is checked (a live
+	// record, bound to this index) and counted; over the max, it refuses,
+	// or picks the oldest by creation for eviction. Without one, two random
+	// entries are checked, so that entries of records that idled out do not
+	// pile up between listings. The first write is the HSET of the new
+	// record (deny-oom: under OOM nothing changes), then its expiry, the
+	// evictions, the removal of dead entries, and the new entry.
+	bindInScript = redis.NewScript(now + indexFuncs + `
+local i, c, d = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if ARGV[2] == '' then
+  c, d = now, now + d
+elseif d <= now then
+  return -1
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -4 end
+local t = redis.call('TYPE', KEYS[2])['ok']
+local dead, evict = {}, {}
+if t == 'zset' then
+  local max = tonumber(ARGV[4])
+  if max > 0 then
+    local alive = {}
+    for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do
+      local m = liveMember(KEYS[2], k)
+      if m then alive[#alive + 1] = {tonumber(m[3]), k} else dead[#dead + 1] = k end
+    end
+    if #alive >= max then
+      if ARGV[5] == '1' then
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+        for _, k in ipairs(dead) do redis.call('ZREM', KEYS[2], k) end
+        return -8
+      end
+      table.sort(alive, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
+      for j = 1, #alive - max + 1 do evict[j] = alive[j][2] end
+    end
+  else
+    for _, k in ipairs(redis.call('ZRANDMEMBER', KEYS[2], 2)) do
+      if not liveMember(KEYS[2], k) then dead[#dead + 1] = k end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], '` + fieldCreated + `', c, '` + fieldDeadline + `', d, '` + fieldIdle + `', i, '` + fieldBinding + `', ARGV[6])
+` + from(hsetFrom, "7") + `
+redis.call('PEXPIRE', KEYS[1], i)
+redis.call('PEXPIREAT', KEYS[1], d, 'LT')
+if t == 'zset' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+  for _, k in ipairs(dead) do redis.call('ZREM', KEYS[2], k) end
+  for _, k in ipairs(evict) do
+    redis.call('DEL', k)
+    redis.call('ZREM', KEYS[2], k)
+  end
+elseif t ~= 'none' then
+  redis.call('DEL', KEYS[2])
+end
+indexAdd(KEYS[2], KEYS[1], d)
+return 1
+`)
+
+	// Bind, step 3, only when step 2 refused: on the old key. ARGV: new key,
+	// creation, deadline, idle, binding ('' if none), field, value, … If
+	// the old key still holds the marker step 1 left (naming the new key),
+	// the record is put back, with its index entry; otherwise something
+	// (Destroy) removed the marker, and the session stays ended.
+	bindBackScript = redis.NewScript(indexFuncs + `
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldRenamed + `')
+if m.err or m[1] or m[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '` + fieldCreated + `', ARGV[2], '` + fieldDeadline + `', ARGV[3], '` + fieldIdle + `', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], '` + fieldBinding + `', ARGV[5]) end
+` + from(hsetFrom, "6") + `
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'LT')
+local idx = string.match(ARGV[5], '^([^\n]+)\n')
+if idx and redis.call('EXISTS', KEYS[1]) == 1 then indexAdd(idx, KEYS[1], ARGV[3]) end
+return 1
+`)
+
+	// UserSessions, on the index: one info (key, then as info) per live
+	// entry; dead entries are removed. Nothing is refreshed.
+	listScript = redis.NewScript(strings.Replace(indexOpen, "EMPTY", "{}", 1) + `
+local out = {}
+for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local m = liveMember(KEYS[1], k)
+  if m then
+    local e = redis.call('PEXPIRETIME', k)
+    if e < 0 then e = tonumber(m[1]) end
+    out[#out + 1] = {k, m[5], m[3], e, m[2]}
+  else
+    redis.call('ZREM', KEYS[1], k)
+  end
+end
+` + indexClose + `
+return out
+`)
+
+	// Revoke, on the index. ARGV: except ('' for none), '1' for all, id, …
+	// Every live record selected is deleted with its entry, dead entries
+	// are removed; the reply is the number of records deleted.
+	revokeScript = redis.NewScript(strings.Replace(indexOpen, "EMPTY", "0", 1) + `
+local want = {}
+for j = 3, #ARGV do want[ARGV[j]] = true end
+local n = 0
+for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local m = liveMember(KEYS[1], k)
+  if not m then
+    redis.call('ZREM', KEYS[1], k)
+  else
+    local id = string.match(m[5], '^[^\n]*\n([^\n]*)')
+    if (ARGV[1] == '' or id ~= ARGV[1]) and (ARGV[2] == '1' or want[id]) then
+      redis.call('DEL', k)
+      redis.call('ZREM', KEYS[1], k)
+      n = n + 1
+    end
+  end
+end
+` + indexClose + `
+return n
+`)
+
+	// Info: the guard (a marker answers RENEWED, which Info reports as not
+	// found), then info. Nothing is refreshed.
+	infoScript = guarded("", info)
+
+	// Scan and Count, on each key SCAN found: info for a live record, 0
+	// for anything else (a marker, a corrupt record, a hash that is not
+	// sessionkit's), which it leaves alone: the prefix may be shared.
+	peekScript = redis.NewScript(`
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `', '` + fieldBinding + `')
+if m.err or m[4] then return 0 end
+local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+if not ` + valid + ` then return 0 end
+` + info)
+
+	// DestroyAll, on each key SCAN found: it deletes a record (1 if it
+	// was live), a marker, or an index (a sorted set whose name has the
+	// "}u:" of Manager.UserIndex), and leaves anything else alone.
+	destroyAllScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'zset' then
+  if string.find(KEYS[1], '}u:', 1, true) then redis.call('DEL', KEYS[1]) end
+  return 0
+end
+if t ~= 'hash' then return 0 end
+local m = redis.call('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `')
+if not (m[1] or m[2] or m[3] or m[4]) then return 0 end
+redis.call('DEL', KEYS[1])
+local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+if not m[4] and ` + valid + ` then return 1 end
+return 0
 `)
 )
 
@@ -370,5 +635,8 @@ func init() {
 		"has": hasScript, "len": lenScript, "set": setScript, "incr": incrScript, "pop": popScript,
 		"delete": deleteScript, "clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript,
 		"rename": renameScript, "destroy": destroyScript,
+		"bind-out": bindOutScript, "bind-in": bindInScript, "bind-back": bindBackScript,
+		"list": listScript, "revoke": revokeScript, "info": infoScript, "peek": peekScript,
+		"destroyall": destroyAllScript,
 	})
 }
