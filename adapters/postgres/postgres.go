@@ -7,7 +7,9 @@
 // schema.go has the DDL and every statement):
 //
 //	sessionkit_sessions   one row per session: key, created, idle, absolute, expires,
-//	                      sweep_after, nfields (and, on a Rename marker, renamed_to, record)
+//	                      sweep_after, nfields (and, on a Rename marker, renamed_to, record;
+//	                      on a session bound to a user, user_index, public_id, user_id,
+//	                      device, ip)
 //	sessionkit_fields     one row per session field: session_id, name, value (bytea)
 //
 // One row per field, not one document per session, so that a write touches
@@ -47,6 +49,36 @@
 // under the old key, naming the new key and pointing at the record, in one
 // statement. The marker expires after sessionkit.RenewMarkerTTL, or with
 // the record (the foreign key deletes it with the record).
+//
+// # Users
+//
+// The Store implements sessionkit.Users and sessionkit.Scanner. A
+// session's binding to a user is in its own row, and a user's index is the
+// rows that name it (a partial index on user_index, so unbound sessions
+// cost nothing): Rename keeps the binding, since it changes only the key;
+// Destroy, revocation and the sweeper remove it with the session; the
+// index can neither miss a live session nor list a gone one (expired rows
+// are invisible, and UserSessions deletes the user's). Ordinary operations
+// on a bound session are the same statements as on any other.
+//
+// Bind and Revoke must see every earlier Bind of the user, for the cap and
+// for a revocation to be complete, and one statement cannot: its snapshot
+// is taken when it starts. Each therefore sends two statements in one
+// round trip (a pgx batch, one implicit transaction): the first takes a
+// transaction-scoped advisory lock on a hash of the table prefix and the
+// user's index, and the second, whose snapshot comes once the lock is
+// held, does the work. Bind counts the user's live sessions, deletes the
+// oldest over the cap or refuses (sessionkit.ErrTooManySessions, nothing
+// changed), and moves and binds the session as Rename moves it, in that
+// statement. A Bind that moves a session from one user to another locks
+// both users.
+//
+// UserSessions and Info are one statement each and refresh nothing.
+// Scan walks the rows in the order of their ids, which Rename keeps, a
+// page of limit rows a statement; Count and DestroyAll read the rows under
+// the prefix (DestroyAll deletes them in batches of Options.SweepBatch).
+// The tables of an older version get the binding's columns, check and index
+// from Migrate; see schema.go for a large table's index.
 //
 // # Corruption
 //
@@ -142,8 +174,8 @@ type Options struct {
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 
 // Store is a sessionkit.Store on PostgreSQL. It implements
-// sessionkit.Counter and io.Closer; operations after Close return
-// sessionkit.ErrClosed.
+// sessionkit.Counter, sessionkit.Users, sessionkit.Scanner and io.Closer;
+// operations after Close return sessionkit.ErrClosed.
 type Store struct {
 	pool    *pgxpool.Pool
 	q       *queries
@@ -608,7 +640,10 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 	})
 }
 
-// Count returns the number of live sessions (markers not counted).
+// Count is sessionkit.Counter.Count, one statement. PostgreSQL counts by
+// reading the rows: it reads every live session's row (a sequential scan,
+// as the sessions under the prefix are usually all of them), so it costs
+// in proportion to the table.
 func (s *Store) Count(ctx context.Context, prefix string) (n int, err error) {
 	err = s.do(ctx, "count", func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx, s.q.count, prefix).Scan(&n)
