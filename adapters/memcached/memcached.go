@@ -54,7 +54,68 @@
 // store writes (a policy that is not positive, bytes left over), reads as no
 // session and is deleted by the operation that finds it.
 //
-// It does not implement sessionkit.Counter: memcached cannot list items.
+// # Listing sessions
+//
+// The Store implements sessionkit.Counter and sessionkit.Scanner (Count,
+// Scan, DestroyAll) with memcached's "lru_crawler metadump hash", which
+// walks the server's hash table and prints every item's key and
+// expiration; a server that does not know "hash" is asked for
+// "lru_crawler metadump all" (memcached 1.4.31 and later), which walks the
+// LRUs instead. gomemcache has no call for it, so the Store opens a
+// connection of its own to each server it is given in Options.Servers or
+// Options.Selector (without them the three fail with errors.ErrUnsupported),
+// keeps the keys under the prefix that memcached has not expired on its
+// own clock, and reads them with gets, 256 at a time, to keep the live
+// sessions: not the Rename markers, not expired or damaged items. A gets
+// changes nothing, so listing refreshes no session (memcached does mark
+// what it reads as recently used, which only shields it from eviction).
+//
+// A server started with "-o no_lru_crawler", one whose crawler was turned
+// off ("lru_crawler disable"), or one older than 1.4.31 cannot list its
+// items: the three fail at once with an error matching ErrNoCrawler and
+// errors.ErrUnsupported (a configuration to change, not an outage to
+// retry). When the crawler is busy (memcached's own expiry sweep, or
+// another client's metadump: it runs one at a time) they wait for it, up
+// to 30 seconds, then fail with sessionkit.ErrUnavailable. Every read of
+// the metadump must come within the client's Timeout.
+//
+// What they see of writes made meanwhile. A metadump is not a snapshot.
+// Walking the hash table, it prints every item that exists from its start
+// to its end exactly once, whatever is written to it meanwhile (a write
+// replaces the item in its hash bucket, and memcached does not grow its
+// hash table during the walk); an item added or removed meanwhile may or
+// may not be printed. So Count counts every session that lives through the
+// whole call, and any number of those created, renamed or ended meanwhile.
+// Scan lists each server's keys in byte order, a page at a time, each
+// page from a new metadump, after the last key of the page before: a
+// session that lives through the whole walk under one key is returned
+// exactly once, if the server list does not change during the walk. A
+// Rename gives a session a new key, which the walk may have passed. With
+// "metadump all" (servers before "hash") the walk follows the LRUs, which
+// memcached reorders as items are used and rewritten, and this Store
+// rewrites a session on every use: a session in use during the walk may
+// then be missed or listed twice. Memcached may also evict any item at any
+// time (see Deviations).
+//
+// Costs: one stats and one metadump per server (per page, for Scan), one
+// gets per 256 keys found under the prefix, and for DestroyAll one cas
+// or delete per item found (see DestroyAll). The keys found are held in
+// memory, about 100 bytes each. A metadump walks every item of the server,
+// under the prefix or not: on one local memcached, counting 10,000
+// sessions among 20,000 items took 0.1 to 0.18 s (0.04 to 0.07 s of it the
+// metadump), a whole Scan in pages of 1,000 0.5 to 0.7 s, and DestroyAll
+// of them 0.5 to 1.3 s.
+//
+// Item keys that ItemKey hashed (storage keys longer than 250 bytes or
+// holding a space or control byte) do not hold the storage key, so they
+// are never counted, listed or destroyed; a prefix that would be hashed
+// fails with errors.ErrUnsupported. A Manager's keys are hashed only
+// when its KeyPrefix is longer than about 190 bytes or holds such a byte.
+//
+// It does not implement sessionkit.Users (the per-user index): memcached
+// cannot change two items atomically, so an index item and the sessions it
+// lists could not be kept in step, and a login racing a revoke-all could
+// bind a session the revoke never saw: revocation could not be complete.
 //
 // # Rename
 //
