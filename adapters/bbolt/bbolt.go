@@ -796,10 +796,10 @@ func init() { testhook.Register(func(s *Store) testhook.Hooks { return hooks{s} 
 // hooks are the Store's test hooks (internal/testhook).
 type hooks struct{ s *Store }
 
-// TTL returns the time left to the session or marker under key without
-// refreshing it, and false if there is none (expired or not). A session
-// whose metadata is missing or damaged has no expiry: it is reported with a
-// negative time and true.
+// TTL returns the time left to the session, marker or user index under key
+// without refreshing it (an index's is its deadline), and false if there is
+// none (expired or not). A session whose metadata is missing or damaged has
+// no expiry: it is reported with a negative time and true.
 func (h hooks) TTL(ctx context.Context, key string) (time.Duration, bool, error) {
 	s := h.s
 	var expires int64
@@ -810,6 +810,8 @@ func (h hooks) TTL(ctx context.Context, key string) (time.Duration, bool, error)
 			expires = mk.expires
 		} else if m, ok := parseMeta(tx.Bucket(bucketMeta).Get(k)); ok {
 			expires = m.expires
+		} else if d := int64At(tx.Bucket(bucketUserDue).Get(k)); d != 0 {
+			expires = d
 		} else {
 			damaged = has(tx.Bucket(bucketSessions), k) || has(tx.Bucket(bucketMeta), k) || has(tx.Bucket(bucketRenamed), k)
 		}
@@ -837,6 +839,19 @@ func (h hooks) SetRaw(ctx context.Context, key, name string, value []byte) error
 		}
 		return b.Put([]byte(name), bytes.Clone(value))
 	}))
+}
+
+// IndexEntries returns the number of entries in the user index, live or
+// not.
+func (h hooks) IndexEntries(index string) int {
+	n := 0
+	_ = h.s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketUsers).Bucket([]byte(index)); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n
 }
 
 // Records returns the number of sessions and markers in the file, expired

@@ -35,6 +35,9 @@ func harness(t *testing.T) *adaptertest.Harness {
 		Corrupt: func(_ context.Context, key string, kind adaptertest.Corruption) error {
 			return s.Corrupt(key, kind)
 		},
+		IndexEntries: func(_ context.Context, index string) (int, error) {
+			return testhook.Of(s).(testhook.IndexHooks).IndexEntries(index), nil
+		},
 	}
 }
 
