@@ -84,7 +84,8 @@ func Open(rawURL string) (sessionkit.Store, io.Closer, error) {
 	case sp.memcached != nil:
 		c := memcache.New(sp.memcached...)
 		c.Timeout = sp.memcachedTimeout
-		return memcached.New(c, nil), c, nil
+		// The server list lets the store list its sessions (Count, Scan).
+		return memcached.New(c, &memcached.Options{Servers: sp.memcached}), c, nil
 	case sp.postgres != nil:
 		return openPostgres(rawURL, sp.postgres)
 	case sp.bboltPath != "":
