@@ -771,7 +771,9 @@ func (s *Store) Destroy(ctx context.Context, key string) error {
 	}))
 }
 
-// Count returns the number of live sessions (markers are not sessions).
+// Count returns the number of live sessions whose key starts with prefix
+// (markers and user indexes are not sessions), in one read-only
+// transaction that walks the metadata from prefix.
 func (s *Store) Count(ctx context.Context, prefix string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, driver.Wrap(ctx, "bbolt: count", err)

@@ -510,3 +510,21 @@ func BenchmarkCreateVsBind(b *testing.B) {
 		})
 	}
 }
+
+func TestBackgroundSweeperCleansTheIndex(t *testing.T) {
+	ctx := t.Context()
+	clock := adaptertest.NewClock()
+	s, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), &bbolt.Options{Clock: clock.Now, NoSync: true, SweepInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	short := sessionkit.Expiry{Idle: time.Minute, Absolute: time.Hour}
+	for i := range 3 {
+		b := binding(alice, fmt.Sprint("id", i))
+		b.Expiry = short
+		require.NoError(t, s.Bind(ctx, "", fmt.Sprint("k", i), b))
+	}
+	require.Equal(t, 3, s.IndexState().Entries)
+	clock.Advance(2 * time.Minute)
+	require.Eventually(t, func() bool { return s.IndexState() == bbolt.IndexState{} }, 10*time.Second, 5*time.Millisecond,
+		"the sweeper removes the expired sessions' bindings, entries and the emptied index")
+}
