@@ -278,7 +278,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		_, err = tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", migrateLockTimeout.Milliseconds()))
 		for _, o := range s.q.schema {
-			if err == nil && slices.Contains(missing, o.name) {
+			if err == nil && slices.Contains(missing, o.name) && !slices.Contains(missing, o.in) {
 				_, err = tx.Exec(ctx, o.ddl)
 			}
 		}

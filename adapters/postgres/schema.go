@@ -60,47 +60,62 @@ var schema = []object{
 		AND isfinite(created) AND expires <= created + absolute AND sweep_after >= expires),
 	CONSTRAINT {p}sessions_nfields CHECK (nfields >= 0),
 	CONSTRAINT {p}sessions_marker CHECK ((renamed_to IS NULL) = (record IS NULL) AND (record IS NULL
-		OR (renamed_to <> '' AND nfields = 0 AND absolute <= {marker_ttl})))
-) WITH (fillfactor = 80)`},
-	{"{p}sessions_sweep", `CREATE INDEX IF NOT EXISTS {p}sessions_sweep ON {p}sessions (sweep_after)`},
-	{"{p}sessions_record", `CREATE INDEX IF NOT EXISTS {p}sessions_record ON {p}sessions (record) WHERE record IS NOT NULL`},
+		OR (renamed_to <> '' AND nfields = 0 AND absolute <= {marker_ttl}))),
+	` + bindingColumns("") + `,
+	CONSTRAINT {p}sessions_binding ` + bindingCheck + `
+) WITH (fillfactor = 80)`, ""},
+	{"{p}sessions_sweep", `CREATE INDEX IF NOT EXISTS {p}sessions_sweep ON {p}sessions (sweep_after)`, ""},
+	{"{p}sessions_record", `CREATE INDEX IF NOT EXISTS {p}sessions_record ON {p}sessions (record) WHERE record IS NOT NULL`, ""},
 	{"{p}fields", `CREATE TABLE IF NOT EXISTS {p}fields (
 	session_id bigint NOT NULL REFERENCES {p}sessions (id) ON DELETE CASCADE,
 	name       text   NOT NULL,
 	value      bytea  NOT NULL,
 	PRIMARY KEY (session_id, name)
-)`},
+)`, ""},
 	// The binding of a session to a user (sessionkit.Users), on the
 	// session's own row: user_index (Binding.Index, the user's opaque
 	// identifier), public_id, user_id, device and ip, all NULL on a session
 	// bound to no user and on a Rename marker. On the row, Rename keeps the
 	// binding (it changes only the key), Destroy and the sweeper remove it
 	// with the session, and a user's index is the rows that name it: it
-	// cannot list a session that is gone, nor miss a live one. Tables made
-	// before the binding get the columns here too (ALTER on every new
-	// table, so that the columns have one definition): nullable columns
-	// without a default rewrite nothing, and the check is NOT VALID, which
-	// skips a scan of the table under its lock (the rows there are NULL,
-	// which it allows; every row written is checked).
+	// cannot list a session that is gone, nor miss a live one. A new table
+	// has them from its CREATE; a table made before the binding gets them
+	// here: nullable columns without a default rewrite nothing, and the
+	// check is NOT VALID, which skips a scan of the table under its lock
+	// (the rows there are all NULL, which it allows; every row written is
+	// checked).
 	{"{p}sessions.user_index", `ALTER TABLE {p}sessions
-	ADD COLUMN IF NOT EXISTS user_index text,
-	ADD COLUMN IF NOT EXISTS public_id  text,
-	ADD COLUMN IF NOT EXISTS user_id    text,
-	ADD COLUMN IF NOT EXISTS device     text,
-	ADD COLUMN IF NOT EXISTS ip         text,
-	ADD CONSTRAINT {p}sessions_binding CHECK (num_nulls(user_index, public_id, user_id, device, ip) IN (0, 5)
-		AND (user_index IS NULL OR record IS NULL AND public_id <> '' AND user_id <> '')) NOT VALID`},
+	` + bindingColumns("ADD COLUMN IF NOT EXISTS ") + `,
+	ADD CONSTRAINT {p}sessions_binding ` + bindingCheck + ` NOT VALID`, "{p}sessions"},
 	// sessions_user: a user's sessions, for the cap in Bind, UserSessions
 	// and Revoke. Partial, so that sessions bound to no user cost no entry;
 	// the refresh never changes user_index, so it stays heap-only. On a
 	// large table made before the binding, CREATE INDEX blocks writes while
 	// it builds: make it by hand first with CREATE INDEX CONCURRENTLY (same
 	// name and definition), and Migrate finds it.
-	{"{p}sessions_user", `CREATE INDEX IF NOT EXISTS {p}sessions_user ON {p}sessions (user_index) WHERE user_index IS NOT NULL`},
+	{"{p}sessions_user", `CREATE INDEX IF NOT EXISTS {p}sessions_user ON {p}sessions (user_index) WHERE user_index IS NOT NULL`, ""},
 }
 
-// object is a table or an index, and the DDL that makes it.
-type object struct{ name, ddl string }
+// object is a table, an index or a column, and the DDL that makes it. An
+// object that a table made before it lacks names the table (in): its
+// DDL adds it to such a table, and does not run when the migration makes
+// the table, whose CREATE has it.
+type object struct{ name, ddl, in string }
+
+// bindingColumns is the DDL of the binding's columns (all text), each
+// after verb.
+func bindingColumns(verb string) string {
+	var cols []string
+	for _, c := range []string{"user_index", "public_id", "user_id", "device", "ip"} {
+		cols = append(cols, verb+c+" text")
+	}
+	return strings.Join(cols, ",\n\t")
+}
+
+// bindingCheck: the binding is all NULL (bound to no user) or all set,
+// and never on a Rename marker.
+const bindingCheck = `CHECK (num_nulls(user_index, public_id, user_id, device, ip) IN (0, 5)
+		AND (user_index IS NULL OR record IS NULL AND public_id <> '' AND user_id <> ''))`
 
 // The migration's own statements.
 const (
@@ -386,6 +401,7 @@ func newQueries(prefix string) *queries {
 	for i := range q.schema {
 		q.schema[i].name = r.Replace(q.schema[i].name)
 		q.schema[i].ddl = r.Replace(q.schema[i].ddl)
+		q.schema[i].in = r.Replace(q.schema[i].in)
 		q.objects = append(q.objects, q.schema[i].name)
 	}
 	q.userStatements()
