@@ -9,8 +9,8 @@
 // counter. Three workloads (-w): rw reads the counter and writes it back
 // incremented; read reads one string attribute; incr increments the counter,
 // with Session.Incr for sessionkit and with each other contender's rw
-// request. Contenders run interleaved, in rounds, and every cell reports the
-// median round; ratios are taken within a round, then their median. It
+// request. Contenders run interleaved, in rounds (and within a round in
+// slices, taking turns), and every cell reports the median round; ratios are taken within a round, then their median. It
 // prints a table per workload and concurrency, the targets of issue 11 with
 // ok or MISS, and writes results.csv and performance.svg.
 package main
@@ -39,6 +39,7 @@ import (
 var (
 	flagRounds     = flag.Int("rounds", 5, "measured rounds per cell (the median is reported)")
 	flagRequests   = flag.Int("requests", 2000, "requests per contender per round, cell and workload")
+	flagSlices     = flag.Int("slices", 10, "slices each contender's requests are cut into, the contenders taking turns")
 	flagSizes      = flag.String("n", "1,10,100,1000", "session sizes N (attributes besides the counter)")
 	flagConc       = flag.String("c", "1,16", "concurrencies (goroutines, each on its own session)")
 	flagWorkloads  = flag.String("w", "rw,read,incr", "workloads: rw (read+write), read (read-only), incr (counter)")
@@ -136,9 +137,21 @@ func main() {
 	for r := range rounds {
 		rounds[r] = map[cellKey]sample{}
 		for _, cl := range cells {
+			perSession := max(1, *flagRequests / *flagSlices / cl.c)
 			for _, w := range workloads {
-				for _, ct := range contenders {
-					rounds[r][cellKey{w.name, ct.name, cl.n, cl.c}] = measure(srv, admin, ct, w.path, sessions[cellKey{"", ct.name, cl.n, cl.c}])
+				// The contenders take turns, one slice each, starting
+				// with a different one every slice: a burst of load from
+				// elsewhere on the machine falls on all of them alike.
+				acc := make([]totals, len(contenders))
+				for sl := range *flagSlices {
+					for j := range contenders {
+						i := (sl + j) % len(contenders)
+						ct := contenders[i]
+						acc[i].add(measure(srv, admin, ct, w.path, sessions[cellKey{"", ct.name, cl.n, cl.c}], perSession))
+					}
+				}
+				for i, ct := range contenders {
+					rounds[r][cellKey{w.name, ct.name, cl.n, cl.c}] = acc[i].sample()
 				}
 			}
 		}
@@ -210,9 +223,36 @@ func batch(ct *contender, path string, sessions [][]*http.Cookie, perSession int
 	return time.Since(start)
 }
 
-func measure(srv *redisServer, admin *redis.Client, ct *contender, path string, sessions [][]*http.Cookie) sample {
-	perSession := max(1, *flagRequests/len(sessions))
-	total := float64(perSession * len(sessions))
+// totals is what one or more batches of one contender cost.
+type totals struct {
+	elapsed                         time.Duration
+	requests, trips, bytes, mallocs int64
+	cpuUs                           float64
+}
+
+func (t *totals) add(u totals) {
+	t.elapsed += u.elapsed
+	t.requests += u.requests
+	t.trips += u.trips
+	t.bytes += u.bytes
+	t.mallocs += u.mallocs
+	t.cpuUs += u.cpuUs
+}
+
+func (t totals) sample() sample {
+	n := float64(t.requests)
+	return sample{
+		usPerReq:     float64(t.elapsed.Microseconds()) / n,
+		reqPerSec:    n / t.elapsed.Seconds(),
+		tripsPerReq:  float64(t.trips) / n,
+		bytesPerReq:  float64(t.bytes) / n,
+		cpuPerReq:    t.cpuUs / n,
+		allocsPerReq: float64(t.mallocs) / n,
+	}
+}
+
+// measure runs one batch of perSession requests on each session.
+func measure(srv *redisServer, admin *redis.Client, ct *contender, path string, sessions [][]*http.Cookie, perSession int) totals {
 	runtime.GC()
 	var before, after runtime.MemStats
 	bytesBefore, cpuBefore := srv.counters(admin)
@@ -222,13 +262,13 @@ func measure(srv *redisServer, admin *redis.Client, ct *contender, path string, 
 	runtime.ReadMemStats(&after)
 	trips := roundTrips.Load() - tripsBefore
 	bytesAfter, cpuAfter := srv.counters(admin)
-	return sample{
-		usPerReq:     float64(elapsed.Microseconds()) / total,
-		reqPerSec:    total / elapsed.Seconds(),
-		tripsPerReq:  float64(trips) / total,
-		bytesPerReq:  float64(bytesAfter-bytesBefore) / total,
-		cpuPerReq:    (cpuAfter - cpuBefore) / total,
-		allocsPerReq: float64(after.Mallocs-before.Mallocs) / total,
+	return totals{
+		elapsed:  elapsed,
+		requests: int64(perSession * len(sessions)),
+		trips:    trips,
+		bytes:    bytesAfter - bytesBefore,
+		mallocs:  int64(after.Mallocs - before.Mallocs),
+		cpuUs:    cpuAfter - cpuBefore,
 	}
 }
 
