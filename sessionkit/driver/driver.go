@@ -51,7 +51,8 @@ func Wrap(ctx context.Context, op string, err error) error {
 var outcomes = []error{
 	sessionkit.ErrNotFound, sessionkit.ErrRenewed, sessionkit.ErrExists, sessionkit.ErrTooManyFields,
 	sessionkit.ErrTooLarge, sessionkit.ErrInvalidKey, sessionkit.ErrClosed, sessionkit.ErrUnavailable,
-	sessionkit.ErrDecode, // Incr on a field that holds no integer
+	sessionkit.ErrDecode,          // Incr on a field that holds no integer
+	sessionkit.ErrTooManySessions, // Bind over the cap, refused
 }
 
 func classified(err error) bool {

@@ -36,7 +36,7 @@ func TestWrapClassifiesOnce(t *testing.T) {
 		require.ErrorIs(t, err, sessionkit.ErrUnavailable, "a client's own timeout is an outage")
 	}
 
-	for _, outcome := range []error{sessionkit.ErrNotFound, sessionkit.ErrRenewed, sessionkit.ErrTooLarge, sessionkit.ErrDecode} {
+	for _, outcome := range []error{sessionkit.ErrNotFound, sessionkit.ErrRenewed, sessionkit.ErrTooLarge, sessionkit.ErrDecode, sessionkit.ErrTooManySessions} {
 		require.Equal(t, outcome, driver.Wrap(ctx, "op", outcome), "a contract outcome passes through unchanged")
 	}
 
