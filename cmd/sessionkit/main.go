@@ -64,8 +64,9 @@ Global flags (before or after the command):
                 $SESSIONKIT_STORE): redis://, rediss://, redis+cluster://,
                 postgres://, bbolt:// (stop the process that holds the file
                 first: a bbolt file belongs to one process), memcached://
-                (count, ls, show and revoke need a store that can list its
-                sessions: memcached cannot), memory:// (always empty)
+                (keeps no user index: ls -user and revoke -user fail; the
+                others walk every item, with the server's lru_crawler),
+                memory:// (in-process: always empty)
   -prefix P     the Manager's Options.KeyPrefix (default "session:")
   -timeout D    give up after D (default 1m)
 
@@ -112,7 +113,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 // run is the whole command: it returns the exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	g := &globals{store: os.Getenv("SESSIONKIT_STORE"), prefix: sessionkit.DefaultKeyPrefix, timeout: time.Minute}
-	err := dispatch(ctx, g, args, stdin, stdout)
+	err := dispatch(ctx, g, args, stdin, stdout, stderr)
 	var ue usageError
 	switch {
 	case err == nil:
@@ -156,7 +157,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func dispatch(ctx context.Context, g *globals, args []string, stdin io.Reader, stdout io.Writer) error {
+func dispatch(ctx context.Context, g *globals, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	top := flag.NewFlagSet("sessionkit", flag.ContinueOnError)
 	g.register(top)
 	top.SetOutput(io.Discard)
@@ -209,6 +210,7 @@ func dispatch(ctx context.Context, g *globals, args []string, stdin io.Reader, s
 	if err != nil {
 		return err
 	}
+	e.stderr = stderr
 	defer e.close()
 	if err := c.run(ctx, e, stdin, stdout); err != nil {
 		return e.explain(name, err)
@@ -231,6 +233,7 @@ type env struct {
 	prefix  string
 	url     string // redacted
 	backend string // "redis", "bbolt", …
+	stderr  io.Writer
 	close   func()
 }
 
@@ -303,29 +306,36 @@ func checkBboltFile(rawURL string) error {
 // explain adds to a failed command's error what an operator needs: which
 // command failed, and which store lacks a capability.
 func (e *env) explain(cmd string, err error) error {
-	if errors.Is(err, errors.ErrUnsupported) {
+	var ce capabilityError
+	if errors.Is(err, errors.ErrUnsupported) && !errors.As(err, &ce) {
 		return fmt.Errorf("%s: the %s store (%s) cannot do this: %w; docs/backends.md lists what each store can do", cmd, e.backend, e.url, err)
 	}
 	return fmt.Errorf("%s: %w", cmd, err)
 }
 
+// capabilityError says that the store lacks an optional interface. It
+// matches errors.ErrUnsupported.
+type capabilityError struct{ msg string }
+
+func (e capabilityError) Error() string        { return e.msg }
+func (e capabilityError) Is(target error) bool { return target == errors.ErrUnsupported }
+
 // need checks that the store has a capability before any work starts.
-func (e *env) need(what string, ok bool, iface string) error {
+func (e *env) need(what string, ok bool, lacks string) error {
 	if ok {
 		return nil
 	}
-	return fmt.Errorf("the %s store (%s) cannot %s: it does not implement sessionkit.%s (docs/backends.md says why): %w",
-		e.backend, e.url, what, iface, errors.ErrUnsupported)
+	return capabilityError{fmt.Sprintf("the %s store (%s) cannot %s: it %s (docs/backends.md says why)", e.backend, e.url, what, lacks)}
 }
 
 func (e *env) users() (sessionkit.Users, error) {
 	u, ok := e.store.(sessionkit.Users)
-	return u, e.need("index sessions by user", ok, "Users")
+	return u, e.need("index sessions by user", ok, "does not implement sessionkit.Users")
 }
 
 func (e *env) scanner() error {
 	_, ok := e.store.(sessionkit.Scanner)
-	return e.need("list its sessions", ok, "Scanner")
+	return e.need("list its sessions", ok, "does not implement sessionkit.Scanner")
 }
 
 // ---- count
@@ -344,7 +354,7 @@ func (*countCmd) check(args []string) error {
 func (*countCmd) run(ctx context.Context, e *env, _ io.Reader, stdout io.Writer) error {
 	_, counts := e.store.(sessionkit.Counter)
 	_, scans := e.store.(sessionkit.Scanner)
-	if err := e.need("count its sessions", counts || scans, "Counter nor sessionkit.Scanner"); err != nil {
+	if err := e.need("count its sessions", counts || scans, "implements neither sessionkit.Counter nor sessionkit.Scanner"); err != nil {
 		return err
 	}
 	n, err := e.m.Count(ctx)
@@ -748,13 +758,14 @@ func (c *revokeCmd) revokeAll(ctx context.Context, e *env, stdin io.Reader, stdo
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "This ends all %s under the prefix %q in %s: everyone is logged out.\nType yes to go on: ", sessions(n), prefix, e.url)
+		// The question goes to stderr, so that stdout holds the outcome only.
+		fmt.Fprintf(e.stderr, "This ends all %s under the prefix %q in %s: everyone is logged out.\nType yes to go on: ", sessions(n), prefix, e.url)
 		line, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
 		if a := strings.ToLower(strings.TrimSpace(line)); a != "yes" {
-			fmt.Fprintln(stdout)
+			fmt.Fprintln(e.stderr)
 			return errors.New("not confirmed: nothing revoked (give -yes to skip the question)")
 		}
 	}

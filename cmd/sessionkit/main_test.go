@@ -21,6 +21,12 @@ import (
 	"github.com/sessionkit/sessionkit/storeurl"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testserver.StopPostgres()
+	os.Exit(code)
+}
+
 // result is what one run of the command gave.
 type result struct {
 	code        int
@@ -49,9 +55,7 @@ func urlBackend(url string) backend {
 		store, closer, err := storeurl.Open(url)
 		require.NoError(t, err)
 		defer closer.Close()
-		if _, ok := store.(sessionkit.Users); !ok {
-			t.Skipf("%T does not implement sessionkit.Users yet", store)
-		}
+		require.Implements(t, (*sessionkit.Users)(nil), store)
 		m, err := sessionkit.New(&sessionkit.Options{Store: store, KeyPrefix: "app:"})
 		require.NoError(t, err)
 		f(m)
@@ -85,6 +89,11 @@ func backends(t *testing.T) map[string]func(t *testing.T) backend {
 		},
 		"bbolt": func(t *testing.T) backend {
 			return urlBackend("bbolt://" + filepath.Join(t.TempDir(), "sessions.db"))
+		},
+		"postgres": func(t *testing.T) backend {
+			// A long timeout: the first use creates the tables, which a
+			// loaded machine under -race can take over a second to do.
+			return urlBackend(testserver.Postgres(t).URL + "&table_prefix=cli_&timeout=20s")
 		},
 	}
 }
@@ -269,7 +278,8 @@ func TestCommandsOnEveryListingStore(t *testing.T) {
 			for _, answer := range []string{"", "no\n", "y\n"} {
 				r = sk(answer, "revoke", "-all")
 				require.Equal(t, 1, r.code, "answer %q", answer)
-				require.Contains(t, r.out, `This ends all 1 session under the prefix "app:"`)
+				require.Contains(t, r.errOut, `This ends all 1 session under the prefix "app:"`)
+				require.Empty(t, r.out)
 				require.Contains(t, r.errOut, "not confirmed: nothing revoked")
 			}
 			require.Equal(t, map[string]bool{"bob-2": true}, live(t, b, s, "bob-2"))
@@ -337,14 +347,57 @@ func TestFailuresExitOneAndSayWhat(t *testing.T) {
 	_, err := os.Stat(missing)
 	require.ErrorIs(t, err, os.ErrNotExist)
 
-	// A store that cannot list its sessions names itself.
-	mc := "memcached://" + testserver.Memcached(t).Addr
-	for _, args := range [][]string{{"count"}, {"ls"}, {"ls", "-user", "ana"}, {"show", "x"}, {"revoke", "x"}, {"revoke", "-user", "ana"}, {"revoke", "-all", "-yes"}} {
+	// A store that cannot list its sessions names itself: memcached
+	// without its crawler.
+	mc := "memcached://" + testserver.Memcached(t, "-o", "no_lru_crawler").Addr
+	for _, args := range [][]string{{"count"}, {"ls"}, {"show", "x"}, {"revoke", "x"}, {"revoke", "-all", "-yes"}} {
 		r = cli(t, "", append([]string{"-store", mc}, args...)...)
 		require.Equal(t, 1, r.code, "%q", args)
-		require.Contains(t, r.errOut, "sessionkit: "+args[0]+": the memcached store ("+mc+") cannot ", "%q", args)
+		require.Contains(t, r.errOut, "sessionkit: "+args[0]+": the memcached store ("+mc+") cannot do this: ", "%q", args)
+		require.Contains(t, r.errOut, "lru_crawler", "%q", args)
 		require.Contains(t, r.errOut, "docs/backends.md", "%q", args)
 	}
+}
+
+// TestMemcachedListsButKeepsNoUserIndex runs the commands on a real
+// memcached: it counts, lists, shows and revokes sessions (through its
+// crawler), and the per-user commands say that memcached keeps no index.
+func TestMemcachedListsButKeepsNoUserIndex(t *testing.T) {
+	mc := "memcached://" + testserver.Memcached(t).Addr
+	store, closer, err := storeurl.Open(mc)
+	require.NoError(t, err)
+	t.Cleanup(func() { closer.Close() })
+	m, err := sessionkit.New(&sessionkit.Options{Store: store})
+	require.NoError(t, err)
+	ctx := t.Context()
+	var keys []string
+	for i := range 3 {
+		s := m.NewSession()
+		require.NoError(t, s.Set(ctx, "n", i))
+		keys = append(keys, m.StorageKey(s.Token()))
+	}
+	sk := func(args ...string) result { return cli(t, "", append([]string{"-store", mc}, args...)...) }
+
+	require.Equal(t, result{0, "3\n", ""}, sk("count"))
+	r := sk("ls")
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Equal(t, 4, strings.Count(r.out, "\n"), r.out)
+	require.Contains(t, r.out, sessionkit.KeyLogID(keys[1]))
+	r = sk("show", sessionkit.KeyLogID(keys[1]))
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Contains(t, r.out, `"n": 1`)
+	r = sk("revoke", sessionkit.KeyLogID(keys[1]))
+	require.Equal(t, result{0, "revoked session with log ID " + sessionkit.KeyLogID(keys[1]) + " (bound to no user)\n", ""}, r)
+	require.Equal(t, result{0, "2\n", ""}, sk("count"))
+
+	for _, args := range [][]string{{"ls", "-user", "ana"}, {"revoke", "-user", "ana"}} {
+		r = sk(args...)
+		require.Equal(t, 1, r.code, "%q", args)
+		require.Equal(t, "sessionkit: "+args[0]+": the memcached store ("+mc+") cannot index sessions by user: "+
+			"it does not implement sessionkit.Users (docs/backends.md says why)\n", r.errOut)
+	}
+	require.Equal(t, result{0, "revoked 2 sessions under the prefix \"session:\"\n", ""}, sk("revoke", "-all", "-yes"))
+	require.Equal(t, result{0, "0\n", ""}, sk("count"))
 }
 
 func freePort(t *testing.T) string { return strconv.Itoa(testserver.FreePort(t)) }
@@ -391,4 +444,27 @@ func TestTheBinaryAgainstRealRedis(t *testing.T) {
 	require.Equal(t, 0, r.code, r.errOut)
 	require.Contains(t, r.out, "revoked 4 sessions")
 	require.Equal(t, map[string]bool{"ana-tablet": false, "bob-2": false, "other": true}, live(t, b, s, "ana-tablet", "bob-2", "other"))
+}
+
+// TestAStoreWithoutTheOptionalInterfaces: a store that is only a
+// sessionkit.Store names what it lacks, for each command.
+func TestAStoreWithoutTheOptionalInterfaces(t *testing.T) {
+	bare := struct{ sessionkit.Store }{memory.New(nil)}
+	old := openStore
+	openStore = func(string) (sessionkit.Store, io.Closer, error) { return bare, io.NopCloser(nil), nil }
+	t.Cleanup(func() { openStore = old })
+	for args, says := range map[string]string{
+		"count":            "cannot count its sessions: it implements neither sessionkit.Counter nor sessionkit.Scanner",
+		"ls":               "cannot list its sessions: it does not implement sessionkit.Scanner",
+		"ls -user ana":     "cannot index sessions by user: it does not implement sessionkit.Users",
+		"show x":           "cannot list its sessions: it does not implement sessionkit.Scanner",
+		"revoke x":         "cannot list its sessions: it does not implement sessionkit.Scanner",
+		"revoke -user ana": "cannot index sessions by user: it does not implement sessionkit.Users",
+		"revoke -all -yes": "cannot list its sessions: it does not implement sessionkit.Scanner",
+	} {
+		a := strings.Fields(args)
+		r := cli(t, "", append([]string{"-store", "memory://"}, a...)...)
+		require.Equal(t, 1, r.code, args)
+		require.Equal(t, "sessionkit: "+a[0]+": the memory store (memory://) "+says+" (docs/backends.md says why)\n", r.errOut, args)
+	}
 }

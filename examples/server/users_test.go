@@ -69,12 +69,9 @@ func userStores() map[string]func(t *testing.T) string {
 	}
 }
 
-// skipWithoutUsers skips while the store named by a is yet to implement
-// sessionkit.Users.
-func skipWithoutUsers(t *testing.T, a *app) {
-	if _, ok := a.m.Store().(sessionkit.Users); !ok {
-		t.Skipf("%T does not implement sessionkit.Users yet", a.m.Store())
-	}
+// requireUsers checks that the store of a keeps a user index.
+func requireUsers(t *testing.T, a *app) {
+	require.Implements(t, (*sessionkit.Users)(nil), a.m.Store())
 }
 
 // TestTwoDevicesListAndRevokeEachOther logs one user in from two devices
@@ -85,7 +82,7 @@ func TestTwoDevicesListAndRevokeEachOther(t *testing.T) {
 	for name, storeURL := range userStores() {
 		t.Run(name, func(t *testing.T) {
 			a := startApp(t, "127.0.0.1:0", storeURL(t), time.Minute)
-			skipWithoutUsers(t, a)
+			requireUsers(t, a)
 			phone, laptop, bob, stranger := newClient(t), newClient(t), newClient(t), newClient(t)
 			phone.ua, laptop.ua, bob.ua = "Phone/1.0", "Laptop/2.0", "Bob/3.0"
 
@@ -176,7 +173,7 @@ func TestTheCapPerUser(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			url := storeURL(t)
 			evict := startAppWith(t, "127.0.0.1:0", url, sessionkit.Options{MaxSessionsPerUser: 2, KeyPrefix: "evict:"})
-			skipWithoutUsers(t, evict)
+			requireUsers(t, evict)
 			c1, c2, c3 := newClient(t), newClient(t), newClient(t)
 			c1.login(evict, "ana")
 			c2.login(evict, "ana")
