@@ -107,6 +107,13 @@ func TestWritesThatGrowFailCleanlyWhenRedisIsOutOfMemory(t *testing.T) {
 	vals, err := store.Get(ctx, keys[0], "user")
 	require.NoError(t, err, "a refused Rename left the session where it was")
 	require.Equal(t, []byte(`"ana"`), vals[0])
+	b := sessionkit.Binding{Index: "session:{oom}u:ana", User: "ana", ID: "id", Expiry: exp}
+	requireOOM(t, store.Bind(ctx, "", "session:{oom}bound", b), "Bind of a new session")
+	requireOOM(t, store.Bind(ctx, keys[0], "session:{oom}bound", b), "Bind of a stored session")
+	require.Zero(t, client.Exists(ctx, "session:{oom}bound", b.Index).Val(), "a refused Bind left a key")
+	vals, err = store.Get(ctx, keys[0], "user")
+	require.NoError(t, err, "a refused Bind left the session where it was")
+	require.Equal(t, []byte(`"ana"`), vals[0])
 	used := usedMemory(t, client)
 	t.Logf("used_memory after 1000 refused Sets: %d", used)
 	require.Less(t, used, int64(maxMemory+512<<10), "memory grew past maxmemory")

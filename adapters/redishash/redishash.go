@@ -51,14 +51,42 @@
 // of 62 characters already reaches it). docs/backends.md has the measured
 // memory per session.
 //
+// # Users
+//
+// A session bound to a user (sessionkit.Users) has one more metadata field,
+// its binding: the user's index key, public ID, user ID, device and IP,
+// joined by newlines. Field counts (Len, the limit of Set and Incr) leave
+// it out, and GetAll and Keys never return it:
+//
+//	__sk_b  session:{Xy9a}u:Kq…\nPUBLIC-ID\nana\nFirefox/140\n192.0.2.1
+//
+// The user's index is a sorted set under the key the Manager chooses (the
+// prefix, the user's hash tag, "u:" and a hash of the user ID): one member
+// per bound session, its current key, scored by its deadline (Unix ms). It
+// expires with the latest deadline it lists:
+//
+//	ZRANGE session:{Xy9a}u:Kq… 0 -1 WITHSCORES
+//	session:{Xy9a}3q2-…  1764260238123
+//
+// A user's sessions carry the user's hash tag, so the index and its
+// members share one Cluster slot: the scripts on the index read and delete
+// its members, and Rename, SetExpiry and Destroy of a bound record update
+// its index, without declaring those keys (Redis 7 allows undeclared keys
+// of the script's own slot). Entries of records that are gone are removed
+// when the index is next listed or revoked; a Bind checks every entry under a cap (Binding.Max), and two
+// at random otherwise.
+//
 // # Round trips
 //
 // Every operation is one EVALSHA of a script that touches only the keys it
 // declares (an EVAL once per script and server, when Redis answers
 // NOSCRIPT). Rename is one script on both keys. Destroy is one script, plus
 // one more per marker it follows: two round trips for a logout through a
-// token renewed less than a minute ago. docs/redis.md lists the commands
-// each operation runs on the server.
+// token renewed less than a minute ago. A bound session costs what an
+// unbound one does. Bind is two scripts (one on the old key's slot, one on
+// the user's), UserSessions and Revoke one on the index; Scan, Count and
+// DestroyAll one SCAN per batch plus one pipeline of one-key scripts.
+// docs/redis.md lists the commands each operation runs on the server.
 //
 // # Memory
 //

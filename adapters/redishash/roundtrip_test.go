@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -181,4 +182,117 @@ func statsDelta(before, after map[string]int) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
+}
+
+// TestUserOperationsRoundTrips counts the round trips and server commands
+// of the Manager's user calls on a real redis-server, and checks that a
+// bound session costs what an unbound one does.
+func TestUserOperationsRoundTrips(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	c := &counter{}
+	client.AddHook(c)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { admin.Close() })
+	ctx := t.Context()
+	store := redishash.New(client, nil)
+	newManager := func(opts sessionkit.Options) *sessionkit.Manager {
+		opts.Store = store
+		m, err := sessionkit.New(&opts)
+		require.NoError(t, err)
+		return m
+	}
+	m := newManager(sessionkit.Options{})
+	capped := newManager(sessionkit.Options{MaxSessionsPerUser: 3})
+	refusing := newManager(sessionkit.Options{MaxSessionsPerUser: 3, OverCap: sessionkit.RefuseLogin})
+
+	// Each op runs prep (not counted), then run (counted).
+	type op struct {
+		name      string
+		trips     int
+		prep, run func() error
+	}
+	var (
+		bound, other, refused *sessionkit.Session
+		info                  sessionkit.SessionInfo
+	)
+	bindNew := func(m *sessionkit.Manager, s **sessionkit.Session) func() error {
+		return func() error {
+			tok, err := m.Bind(ctx, "", "ana", sessionkit.Client{Device: "Firefox"})
+			if err == nil && s != nil {
+				*s, err = m.Load(tok)
+			}
+			return err
+		}
+	}
+	storeNew := func(m *sessionkit.Manager, s **sessionkit.Session) func() error {
+		return func() error {
+			*s = m.NewSession()
+			return (*s).Set(ctx, "cart", 1)
+		}
+	}
+	ops := []op{
+		{"Bind of no session (new, bound)", 1, nil, bindNew(m, &bound)},
+		{"Session.Bind of a stored session", 2, storeNew(m, &other), func() error { return other.Bind(ctx, "ana") }},
+		{"Get on a bound session", 1, nil, func() error { _, err := bound.Get(ctx, "cart"); return err }},
+		{"Set on a bound session", 1, nil, func() error { return bound.Set(ctx, "cart", 2) }},
+		{"Renew of a bound session", 1, nil, func() error { return bound.Renew(ctx) }},
+		{"SetExpiry of a bound session", 1, nil, func() error {
+			return bound.SetExpiry(ctx, sessionkit.Expiry{Idle: time.Hour, Absolute: 48 * time.Hour})
+		}},
+		{"Bind over the cap, evicting the oldest", 1, bindNew(capped, nil), bindNew(capped, nil)},
+		{"Session.Bind over the cap, refused", 3, storeNew(refusing, &refused), func() error {
+			if err := refused.Bind(ctx, "ana"); !errors.Is(err, sessionkit.ErrTooManySessions) {
+				return fmt.Errorf("want ErrTooManySessions, got %v", err)
+			}
+			return nil
+		}},
+		{"UserSessions (3 sessions)", 1, nil, func() error {
+			l, err := m.UserSessions(ctx, "ana")
+			if err == nil && len(l) != 3 {
+				err = fmt.Errorf("want 3 sessions, got %d", len(l))
+			}
+			return err
+		}},
+		{"RevokeSession", 1, func() (err error) {
+			info, err = other.Info(ctx)
+			return err
+		}, func() error { return m.RevokeSession(ctx, "ana", info.ID) }},
+		{"RevokeOthers (Info + Revoke)", 2, bindNew(m, &bound), func() error { _, err := bound.RevokeOthers(ctx); return err }},
+		{"RevokeUser (all)", 1, bindNew(m, nil), func() error { _, err := m.RevokeUser(ctx, "ana", ""); return err }},
+		{"Destroy of a bound session", 1, bindNew(m, &bound), func() error { return bound.Destroy(ctx) }},
+		{"Count (4 sessions)", 2, func() error {
+			for range 3 {
+				if _, err := m.Create(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, func() error {
+			n, err := m.Count(ctx)
+			if err == nil && n != 4 {
+				err = fmt.Errorf("want 4, got %d", n)
+			}
+			return err
+		}},
+		{"Scan, one page of 4", 2, nil, func() error { _, _, err := m.Scan(ctx, "", 100); return err }},
+		{"RevokeAll (4 sessions)", 2, nil, func() error { _, err := m.RevokeAll(ctx); return err }},
+	}
+	for pass := range 2 {
+		require.NoError(t, admin.FlushAll(ctx).Err())
+		for _, o := range ops {
+			if o.prep != nil {
+				require.NoError(t, o.prep(), o.name)
+			}
+			c.take()
+			before := commandStats(t, admin)
+			require.NoError(t, o.run(), o.name)
+			trips := c.take()
+			if pass == 1 {
+				t.Logf("%-38s %d round trip(s): %s; server ran %s", o.name, len(trips), strings.Join(trips, ", "), statsDelta(before, commandStats(t, admin)))
+				require.Len(t, trips, o.trips, "%s: %v", o.name, trips)
+			}
+		}
+	}
 }

@@ -2,7 +2,10 @@ package redishash_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -355,4 +358,159 @@ func TestScanCountDestroyAllOnCluster(t *testing.T) {
 		return err
 	}))
 	require.Equal(t, 3, left, "only what is not sessionkit's, and q:, are left")
+}
+
+// TestBoundSessionsDoNotLeak binds 10,000 short-lived sessions to one user
+// on a real redis-server, next to two long-lived ones, and measures the
+// index and Redis's memory before and after they expire: entries of
+// sessions that idled out are removed by the next listing, and an index
+// whose sessions all reached their deadline expires on its own.
+func TestBoundSessionsDoNotLeak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("binds 20,000 sessions")
+	}
+	client := redis.NewClient(&redis.Options{Addr: testserver.Redis(t).Addr, PoolSize: 16})
+	t.Cleanup(func() { client.Close() })
+	ctx := t.Context()
+	store := redishash.New(client, nil)
+	manager := func(idle, lifetime time.Duration) *sessionkit.Manager {
+		m, err := sessionkit.New(&sessionkit.Options{Store: store, IdleTimeout: idle, Lifetime: lifetime})
+		require.NoError(t, err)
+		return m
+	}
+	const n = 10_000
+	bindMany := func(m *sessionkit.Manager, user string) (last string) {
+		var (
+			wg   sync.WaitGroup
+			next atomic.Int64
+			mu   sync.Mutex
+		)
+		for range 16 {
+			wg.Go(func() {
+				for next.Add(1) <= n {
+					tok, err := m.Bind(ctx, "", user, sessionkit.Client{Device: "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					last = tok
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return last
+	}
+	used := func() int64 { return usedMemory(t, client) }
+	usage := func(key string) int64 {
+		v, err := client.MemoryUsage(ctx, key, 0).Result()
+		if errors.Is(err, redis.Nil) {
+			return 0
+		}
+		require.NoError(t, err)
+		return v
+	}
+	// waitKeys polls until the server holds at most want keys: expired
+	// keys are reclaimed by Redis's active expiry, over a few seconds.
+	waitKeys := func(want int64) {
+		deadline := time.Now().Add(60 * time.Second)
+		for client.DBSize(ctx).Val() > want {
+			require.True(t, time.Now().Before(deadline), "expired keys not reclaimed: %d left", client.DBSize(ctx).Val())
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// Idle timeout 10s, lifetime 1h: the entries' deadlines are far away,
+	// so only a check of each record finds them dead. (Binds sample two
+	// entries each: on a slow machine, the first sessions idle out and
+	// leave the index while the last are bound.)
+	idle := manager(10*time.Second, time.Hour)
+	long := manager(time.Hour, 2*time.Hour)
+	base := used()
+	start := time.Now()
+	last := bindMany(idle, "leaky")
+	keep := []string{long.StorageKey(bindManyOne(t, long, "leaky")), long.StorageKey(bindManyOne(t, long, "leaky"))}
+	index := idle.UserIndex("leaky")
+	peakEntries := client.ZCard(ctx, index).Val()
+	peakIndex, peakUsed := usage(index), used()
+	t.Logf("10,000 Binds in %v; index: %d entries, MEMORY USAGE %d B; used_memory %d B above the empty server",
+		time.Since(start).Round(time.Millisecond), peakEntries, peakIndex, peakUsed-base)
+	require.Greater(t, peakEntries, int64(n/2), "most of the 10,000 are live at once")
+
+	// Once the short sessions are gone, the index still lists them (no
+	// one used it), until the next listing.
+	waitKeys(3) // the two live sessions and the index
+	require.Zero(t, client.Exists(ctx, idle.StorageKey(last)).Val())
+	goneEntries, goneIndex, goneUsed := client.ZCard(ctx, index).Val(), usage(index), used()
+	l, err := long.UserSessions(ctx, "leaky")
+	require.NoError(t, err)
+	require.Len(t, l, 2, "only the live sessions are listed")
+	for _, k := range keep {
+		info, err := store.Info(ctx, k)
+		require.NoError(t, err)
+		require.Contains(t, []string{l[0].ID, l[1].ID}, info.ID)
+	}
+	afterEntries, afterIndex, afterUsed := client.ZCard(ctx, index).Val(), usage(index), used()
+	t.Logf("sessions expired: index %d entries, %d B, used_memory %d B above empty; after one listing: %d entries, %d B, used_memory %d B above empty",
+		goneEntries, goneIndex, goneUsed-base, afterEntries, afterIndex, afterUsed-base)
+	require.EqualValues(t, 2, afterEntries, "the index shrinks back to the live sessions")
+	require.Less(t, afterIndex, int64(1024))
+
+	// Lifetime 3s: every entry's deadline passes, and the index expires
+	// with the last one, listed or not.
+	require.NoError(t, client.FlushAll(ctx).Err())
+	short := manager(time.Hour, 3*time.Second)
+	base = used()
+	bindMany(short, "brief")
+	index = short.UserIndex("brief")
+	t.Logf("10,000 sessions of 3s lifetime: index %d entries, %d B, PTTL %v; used_memory %d B above empty",
+		client.ZCard(ctx, index).Val(), usage(index), client.PTTL(ctx, index).Val(), used()-base)
+	require.LessOrEqual(t, client.PTTL(ctx, index).Val(), 3*time.Second, "the index lives no longer than the last deadline")
+	waitKeys(0)
+	t.Logf("after the deadline, never listed: %d keys, index exists %d; used_memory %d B above empty",
+		client.DBSize(ctx).Val(), client.Exists(ctx, index).Val(), used()-base)
+}
+
+func bindManyOne(t *testing.T, m *sessionkit.Manager, user string) string {
+	tok, err := m.Bind(t.Context(), "", user, sessionkit.Client{})
+	require.NoError(t, err)
+	return tok
+}
+
+// TestUserLayoutIsAsDocumented checks the package doc's # Users: the
+// binding field of a bound session and the user's index.
+func TestUserLayoutIsAsDocumented(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: testserver.Redis(t).Addr})
+	t.Cleanup(func() { client.Close() })
+	ctx := t.Context()
+	m, err := sessionkit.New(&sessionkit.Options{Store: redishash.New(client, nil), RecordIP: true})
+	require.NoError(t, err)
+	tok, err := m.Bind(ctx, "", "ana", sessionkit.Client{Device: "Firefox/140", IP: "192.0.2.1"})
+	require.NoError(t, err)
+	key, index := m.StorageKey(tok), m.UserIndex("ana")
+	tag := "{" + tok[:4] + "}"
+	require.True(t, strings.HasPrefix(key, "session:"+tag), key)
+	require.True(t, strings.HasPrefix(index, "session:"+tag+"u:"), index)
+
+	all, err := client.HGetAll(ctx, key).Result()
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"__sk_d", "__sk_i", "__sk_c", "__sk_b"}, keysOf(all))
+	parts := strings.Split(all["__sk_b"], "\n")
+	require.Len(t, parts, 5)
+	require.Equal(t, index, parts[0])
+	require.Len(t, parts[1], 22, "the public ID")
+	require.Equal(t, []string{"ana", "Firefox/140", "192.0.2.1"}, parts[2:])
+
+	entries, err := client.ZRangeWithScores(ctx, index, 0, -1).Result()
+	require.NoError(t, err)
+	require.Equal(t, []redis.Z{{Member: key, Score: float64(mustInt(t, all["__sk_d"]))}}, entries, "member: the key; score: the deadline")
+	require.Equal(t, mustInt(t, all["__sk_d"]), client.PExpireTime(ctx, index).Val().Milliseconds(), "the index expires with its latest deadline")
+	require.Equal(t, "zset", client.Type(ctx, index).Val())
+}
+
+func mustInt(t *testing.T, s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	require.NoError(t, err)
+	return n
 }
