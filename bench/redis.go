@@ -46,8 +46,12 @@ func startRedis() (*redisServer, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: s.addr})
 	defer rdb.Close()
 	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
-		if rdb.Ping(context.Background()).Err() == nil {
-			return s, nil
+		// Dial first: go-redis logs every refused connection.
+		if c, err := net.Dial("tcp", s.addr); err == nil {
+			c.Close()
+			if rdb.Ping(context.Background()).Err() == nil {
+				return s, nil
+			}
 		}
 		if time.Since(start) > 10*time.Second {
 			s.stop()
