@@ -437,14 +437,22 @@ func TestBoundSessionsDoNotLeak(t *testing.T) {
 	t.Logf("10,000 Binds in %v; index: %d entries, MEMORY USAGE %d B; used_memory %d B above the empty server",
 		time.Since(start).Round(time.Millisecond), peakEntries, peakIndex, peakUsed-base)
 	require.Greater(t, peakEntries, int64(n/2), "most of the 10,000 are live at once")
+	start, busy := time.Now(), evalTime(t, client)
+	l, err := long.UserSessions(ctx, "leaky")
+	require.NoError(t, err)
+	t.Logf("UserSessions of %d live sessions: %v, of which the script ran %v on Redis (blocking it)",
+		len(l), time.Since(start).Round(time.Millisecond), (evalTime(t, client) - busy).Round(time.Millisecond))
 
 	// Once the short sessions are gone, the index still lists them (no
 	// one used it), until the next listing.
 	waitKeys(3) // the two live sessions and the index
 	require.Zero(t, client.Exists(ctx, idle.StorageKey(last)).Val())
 	goneEntries, goneIndex, goneUsed := client.ZCard(ctx, index).Val(), usage(index), used()
-	l, err := long.UserSessions(ctx, "leaky")
+	start, busy = time.Now(), evalTime(t, client)
+	l, err = long.UserSessions(ctx, "leaky")
 	require.NoError(t, err)
+	t.Logf("UserSessions over %d entries, 2 live: %v, of which the script ran %v on Redis (the rebuild included)",
+		goneEntries, time.Since(start).Round(time.Millisecond), (evalTime(t, client) - busy).Round(time.Millisecond))
 	require.Len(t, l, 2, "only the live sessions are listed")
 	for _, k := range keep {
 		info, err := store.Info(ctx, k)
@@ -513,4 +521,25 @@ func mustInt(t *testing.T, s string) int64 {
 	n, err := strconv.ParseInt(s, 10, 64)
 	require.NoError(t, err)
 	return n
+}
+
+// evalTime reads the time Redis has spent running scripts (EVAL and
+// EVALSHA), from INFO commandstats.
+func evalTime(t *testing.T, c *redis.Client) time.Duration {
+	info, err := c.Info(t.Context(), "commandstats").Result()
+	require.NoError(t, err)
+	var total time.Duration
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:")
+		if !ok {
+			rest, ok = strings.CutPrefix(line, "cmdstat_eval:")
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, found := strings.CutPrefix(kv, "usec="); ok && found {
+				total += time.Duration(mustInt(t, v)) * time.Microsecond
+			}
+		}
+	}
+	return total
 }
