@@ -408,4 +408,7 @@ func TestRoundTripsOfTheUserOperations(t *testing.T) {
 		t.Logf("%-24s %d round trip(s)", o.name, writes.Load())
 		require.Equal(t, int64(1), writes.Load(), o.name)
 	}
+	var mode string
+	require.NoError(t, p.QueryRow(ctx, `SELECT current_setting('plan_cache_mode')`).Scan(&mode))
+	require.Equal(t, "auto", mode, "Bind's generic plans are for its own transaction only")
 }
