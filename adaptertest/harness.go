@@ -60,7 +60,10 @@ type Harness struct {
 
 	// IndexEntries returns the number of entries the backend holds in the
 	// user index under key, live or not, without cleaning it: what the
-	// index costs in memory. Nil skips the checks that the index shrinks.
+	// index costs in memory. A backend whose expired rows are deleted by a
+	// background sweeper on its own schedule (PostgreSQL) may count only
+	// the entries not yet expired, and must test the sweeper's removal
+	// itself. Nil skips the checks that the index shrinks.
 	IndexEntries func(ctx context.Context, index string) (int, error)
 
 	// Close, if not nil, is called when the subtest ends.
