@@ -204,13 +204,14 @@ func dispatch(ctx context.Context, g *globals, args []string, stdin io.Reader, s
 	if g.timeout <= 0 {
 		return usagef("-timeout must be positive")
 	}
+	base := ctx
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	e, err := open(ctx, g)
 	if err != nil {
 		return err
 	}
-	e.stderr = stderr
+	e.stderr, e.base, e.timeout = stderr, base, g.timeout
 	defer e.close()
 	if err := c.run(ctx, e, stdin, stdout); err != nil {
 		return e.explain(name, err)
@@ -235,6 +236,10 @@ type env struct {
 	backend string // "redis", "bbolt", …
 	stderr  io.Writer
 	close   func()
+	// base is the command's context without -timeout, for waiting on the
+	// operator; timeout is -timeout.
+	base    context.Context
+	timeout time.Duration
 }
 
 // backendName names the kind of store a URL opens, for messages.
@@ -741,6 +746,29 @@ func (c *revokeCmd) revokeUser(ctx context.Context, e *env, stdout io.Writer) er
 	return nil
 }
 
+// readLine reads one line from r, or returns ctx's error once ctx is done
+// (an interrupt), without waiting for the line.
+func readLine(ctx context.Context, r io.Reader) (string, error) {
+	type answer struct {
+		line string
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		ch <- answer{line, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.line, a.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
 func sessions(n int) string {
 	if n == 1 {
 		return "1 session"
@@ -760,14 +788,19 @@ func (c *revokeCmd) revokeAll(ctx context.Context, e *env, stdin io.Reader, stdo
 		}
 		// The question goes to stderr, so that stdout holds the outcome only.
 		fmt.Fprintf(e.stderr, "This ends all %s under the prefix %q in %s: everyone is logged out.\nType yes to go on: ", sessions(n), prefix, e.url)
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return err
+		answer, err := readLine(e.base, stdin)
+		if err != nil {
+			fmt.Fprintln(e.stderr)
+			return fmt.Errorf("no answer: nothing revoked: %w", err)
 		}
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "yes" {
+		if answer = strings.ToLower(strings.TrimSpace(answer)); answer != "yes" {
 			fmt.Fprintln(e.stderr)
 			return errors.New("not confirmed: nothing revoked (give -yes to skip the question)")
 		}
+		// The operator may have taken a while: -timeout counts from here.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(e.base, e.timeout)
+		defer cancel()
 	}
 	n, err := e.m.RevokeAll(ctx)
 	if err != nil {

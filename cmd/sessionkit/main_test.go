@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -467,4 +468,47 @@ func TestAStoreWithoutTheOptionalInterfaces(t *testing.T) {
 		require.Equal(t, 1, r.code, args)
 		require.Equal(t, "sessionkit: "+a[0]+": the memory store (memory://) "+says+" (docs/backends.md says why)\n", r.errOut, args)
 	}
+}
+
+// TestAnInterruptDuringTheQuestionRevokesNothing: revoke -all waiting for
+// an answer stops at once when the command is interrupted (its context
+// ends), and the question does not count against -timeout.
+func TestAnInterruptDuringTheQuestionRevokesNothing(t *testing.T) {
+	b := memoryBackend(t)
+	b.with(t, func(m *sessionkit.Manager) {
+		require.NoError(t, m.NewSession().Set(t.Context(), "a", 1))
+	})
+	stdin, answer := io.Pipe()
+	t.Cleanup(func() { answer.Close() })
+
+	ctx, interrupt := context.WithCancel(t.Context())
+	var out, errOut bytes.Buffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"-store", "memory://", "-prefix", "app:", "revoke", "-all"}, stdin, &out, &errOut)
+	}()
+	time.Sleep(50 * time.Millisecond) // let it ask
+	interrupt()
+	select {
+	case code := <-done:
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut.String(), "no answer: nothing revoked: context canceled")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the command kept waiting for an answer after the interrupt")
+	}
+
+	// An answer after longer than -timeout still revokes. (A new pipe:
+	// the reader of the interrupted run is still waiting on the first.)
+	answer.Close()
+	stdin, answer = io.Pipe()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		answer.Write([]byte("yes\n"))
+	}()
+	r := result{}
+	out.Reset()
+	errOut.Reset()
+	r.code = run(t.Context(), []string{"-store", "memory://", "-prefix", "app:", "-timeout", "200ms", "revoke", "-all"}, stdin, &out, &errOut)
+	require.Equal(t, 0, r.code, errOut.String())
+	require.Equal(t, `revoked 1 session under the prefix "app:"`+"\n", out.String())
 }
