@@ -88,6 +88,10 @@ func backends(t *testing.T) map[string]func(t *testing.T) backend {
 		"redis": func(t *testing.T) backend {
 			return urlBackend("redis://" + testserver.Redis(t).Addr + "/0")
 		},
+		"redis-cluster": func(t *testing.T) backend {
+			c := testserver.RedisCluster(t, 3, 0)
+			return urlBackend("redis+cluster://" + c.Addrs()[0] + "?addr=" + strings.Join(c.Addrs()[1:], "&addr="))
+		},
 		"bbolt": func(t *testing.T) backend {
 			return urlBackend("bbolt://" + filepath.Join(t.TempDir(), "sessions.db"))
 		},
