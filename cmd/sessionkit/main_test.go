@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -416,7 +415,8 @@ func TestTheBinaryAgainstRealRedis(t *testing.T) {
 	}
 	b := urlBackend("redis://" + testserver.Redis(t).Addr + "/0")
 	s := seed(t, b)
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	require.NoError(t, err, "the go command builds the binary under test")
 	bin := filepath.Join(t.TempDir(), "sessionkit")
 	build := exec.Command(goBin, "build", "-o", bin, ".")
 	out, err := build.CombinedOutput()
