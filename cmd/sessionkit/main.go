@@ -139,6 +139,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	var pos []string
+	args, restore := protectIDs(fs, args)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -147,14 +148,71 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			return nil, usageError{msg: err.Error()}
 		}
 		if fs.NArg() == 0 {
-			return pos, nil
+			return restore(pos), nil
 		}
 		rest := fs.Args()
 		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil // after "--", everything is positional
+			return restore(append(pos, rest...)), nil // after "--", everything is positional
 		}
 		pos, args = append(pos, rest[0]), rest[1:]
 	}
+}
+
+// protectIDs hides from the flag package the arguments shaped like a public
+// ID that start with "-" (base64url: one ID in 64 does) and name no flag,
+// unless they are the value of the flag before them. It returns the
+// arguments with each replaced by a placeholder, and a function that puts
+// them back in a list of positional arguments.
+func protectIDs(fs *flag.FlagSet, args []string) ([]string, func([]string) []string) {
+	var hidden []string
+	out := slices.Clone(args)
+	for i, a := range args {
+		if !strings.HasPrefix(a, "-") || !publicIDShaped(a) || fs.Lookup(strings.TrimLeft(a, "-")) != nil {
+			continue
+		}
+		if i > 0 && takesValue(fs, args[i-1]) {
+			continue // "-except -abc…": the flag's value
+		}
+		out[i] = fmt.Sprintf("\x00id%d", len(hidden))
+		hidden = append(hidden, a)
+	}
+	return out, func(pos []string) []string {
+		for i, p := range pos {
+			var n int
+			if _, err := fmt.Sscanf(p, "\x00id%d", &n); err == nil && n < len(hidden) {
+				pos[i] = hidden[n]
+			}
+		}
+		return pos
+	}
+}
+
+// takesValue reports whether arg is a flag of fs whose value is the next
+// argument (a non-boolean flag written without "=").
+func takesValue(fs *flag.FlagSet, arg string) bool {
+	if !strings.HasPrefix(arg, "-") || strings.Contains(arg, "=") {
+		return false
+	}
+	f := fs.Lookup(strings.TrimLeft(arg, "-"))
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
+}
+
+// publicIDShaped reports whether s has the shape of a public session ID:
+// 22 characters of unpadded base64url (128 bits).
+func publicIDShaped(s string) bool {
+	if len(s) != 22 {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func dispatch(ctx context.Context, g *globals, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

@@ -516,3 +516,31 @@ func TestAnInterruptDuringTheQuestionRevokesNothing(t *testing.T) {
 	require.Equal(t, 0, r.code, errOut.String())
 	require.Equal(t, `revoked 1 session under the prefix "app:"`+"\n", out.String())
 }
+
+// Public IDs are base64url: one in 64 starts with "-", and must still be
+// taken as the ID it is, not as an unknown flag.
+func TestAPublicIDThatStartsWithADashIsAnArgument(t *testing.T) {
+	b := memoryBackend(t)
+	var id string
+	b.with(t, func(m *sessionkit.Manager) {
+		for i := 0; id == "" && i < 5000; i++ {
+			tok, err := m.Bind(t.Context(), "", "dash", sessionkit.Client{})
+			require.NoError(t, err)
+			info, err := m.Store().(sessionkit.Users).Info(t.Context(), m.StorageKey(tok))
+			require.NoError(t, err)
+			if strings.HasPrefix(info.ID, "-") {
+				id = info.ID
+			}
+		}
+	})
+	require.NotEmpty(t, id, "no ID starting with a dash in 5000 tries")
+	r := cli(t, "", "-store", "memory://", "-prefix", "app:", "show", "-meta", id)
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Contains(t, r.out, id)
+	r = cli(t, "", "-store", "memory://", "-prefix", "app:", "revoke", id)
+	require.Equal(t, 0, r.code, r.errOut)
+	r = cli(t, "", "-store", "memory://", "-prefix", "app:", "revoke", "-user", "dash", "-except", id)
+	require.Equal(t, 1, r.code, "the excepted ID is gone now: %s", r.out)
+	r = cli(t, "", "-store", "memory://", "-prefix", "app:", "revoke", "-bogus")
+	require.Equal(t, 2, r.code, "an unknown flag that is not ID-shaped is still a usage error")
+}
