@@ -496,8 +496,9 @@ return all
 	// record, bound to this index) and counted; over the max, it refuses,
 	// or picks the oldest by creation for eviction. Without one, two random
 	// entries are checked, so that entries of records that idled out do not
-	// pile up between listings. The first write is the HSET of the new
-	// record (deny-oom: under OOM nothing changes), then its expiry, the
+	// pile up between listings. A refusal writes nothing but the removal of
+	// dead entries. Otherwise the first write is the HSET of the new record
+	// (deny-oom: under OOM nothing changes), then its expiry, the
 	// evictions, the removal of dead entries, and the new entry.
 	bindInScript = redis.NewScript(now + indexFuncs + `
 local i, c, d = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
