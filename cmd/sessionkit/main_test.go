@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -486,12 +487,16 @@ func TestAnInterruptDuringTheQuestionRevokesNothing(t *testing.T) {
 	t.Cleanup(func() { answer.Close() })
 
 	ctx, interrupt := context.WithCancel(t.Context())
-	var out, errOut bytes.Buffer
-	done := make(chan int)
+	var out bytes.Buffer
+	var errOut syncBuffer
+	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"-store", "memory://", "-prefix", "app:", "revoke", "-all"}, stdin, &out, &errOut)
 	}()
-	time.Sleep(50 * time.Millisecond) // let it ask
+	for start := time.Now(); !strings.Contains(errOut.String(), "Type yes to go on"); {
+		require.Less(t, time.Since(start), 10*time.Second, "the question never came")
+		time.Sleep(time.Millisecond) // polling for the question, not hoping
+	}
 	interrupt()
 	select {
 	case code := <-done:
@@ -511,9 +516,9 @@ func TestAnInterruptDuringTheQuestionRevokesNothing(t *testing.T) {
 	}()
 	r := result{}
 	out.Reset()
-	errOut.Reset()
-	r.code = run(t.Context(), []string{"-store", "memory://", "-prefix", "app:", "-timeout", "200ms", "revoke", "-all"}, stdin, &out, &errOut)
-	require.Equal(t, 0, r.code, errOut.String())
+	var errOut2 bytes.Buffer
+	r.code = run(t.Context(), []string{"-store", "memory://", "-prefix", "app:", "-timeout", "200ms", "revoke", "-all"}, stdin, &out, &errOut2)
+	require.Equal(t, 0, r.code, errOut2.String())
 	require.Equal(t, `revoked 1 session under the prefix "app:"`+"\n", out.String())
 }
 
@@ -543,4 +548,22 @@ func TestAPublicIDThatStartsWithADashIsAnArgument(t *testing.T) {
 	require.Equal(t, 1, r.code, "the excepted ID is gone now: %s", r.out)
 	r = cli(t, "", "-store", "memory://", "-prefix", "app:", "revoke", "-bogus")
 	require.Equal(t, 2, r.code, "an unknown flag that is not ID-shaped is still a usage error")
+}
+
+// syncBuffer is a bytes.Buffer that a test may read while a command writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
