@@ -213,6 +213,10 @@ func (m *Manager) Bind(ctx context.Context, token, user string, c Client) (strin
 	err = u.Bind(ctx, oldKey, newKey, b)
 	if errors.Is(err, ErrNotFound) && oldKey != "" {
 		m.emit(ctx, EventGone, token, "", nil)
+		// A fresh token: the failed move may have left something (a
+		// tombstone) under the one it meant to use.
+		newTok = renewToken(userTag(userHash(user)))
+		newKey = m.StorageKey(newTok)
 		token, oldKey = "", ""
 		err = u.Bind(ctx, "", newKey, b)
 	}
@@ -254,11 +258,19 @@ func (s *Session) Bind(ctx context.Context, user string) error {
 		}
 	}
 	b := s.m.binding(user, c, s.exp)
-	token := renewToken(userTag(userHash(user)))
-	key := s.m.StorageKey(token)
-	old := ""
+	tag := userTag(userHash(user))
+	var token, key, old string
+	// Each attempt gets a fresh token: a failed move may have left
+	// something (a tombstone) under the one it meant to use.
+	fresh := func() {
+		token = renewToken(tag)
+		key = s.m.StorageKey(token)
+	}
 	if s.stored {
-		err = s.call(ctx, func(k string) error { return u.Bind(ctx, k, key, b) })
+		err = s.call(ctx, func(k string) error {
+			fresh()
+			return u.Bind(ctx, k, key, b)
+		})
 		if err != nil {
 			return err
 		}
@@ -267,6 +279,7 @@ func (s *Session) Bind(ctx context.Context, user string) error {
 		}
 	}
 	if !s.stored { // never stored, or gone: bind a new session
+		fresh()
 		if err := u.Bind(ctx, "", key, b); err != nil {
 			s.m.storeError(ctx, token, err)
 			return err

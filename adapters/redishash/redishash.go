@@ -414,15 +414,16 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 // Destroy removes the key and, while it finds markers, the keys they name:
 // one round trip per key.
 func (s *Store) Destroy(ctx context.Context, key string) error {
+	followed := "0"
 	for key != "" {
-		next, err := destroyScript.Run(ctx, s.client, []string{key}).Text()
+		next, err := destroyScript.Run(ctx, s.client, []string{key}, followed).Text()
 		if errors.Is(err, redis.Nil) {
 			return nil
 		}
 		if err != nil {
 			return wrap(ctx, "destroy", err)
 		}
-		key = next
+		key, followed = next, "1"
 	}
 	return nil
 }

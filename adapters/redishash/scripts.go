@@ -372,14 +372,24 @@ return 1
 
 	// Destroy removes the key, whatever it holds, and the entry of a bound
 	// record in its index, and answers the key a marker named (nil
-	// otherwise) for the client to remove next.
+	// otherwise) for the client to remove next. ARGV: '1' when the key was
+	// reached through a marker. Such a key that holds nothing is a session
+	// still on its way there (Bind's second step, on another slot, has not
+	// run yet): a tombstone, a marker naming "-", takes the key for
+	// RenewMarkerTTL, so that the session cannot land after the Destroy
+	// returned. Destroy stops at a tombstone.
 	destroyScript = redis.NewScript(`
 local m = redis.pcall('HMGET', KEYS[1], '` + fieldRenamed + `', '` + fieldBinding + `')
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], '` + fieldRenamed + `', '-')
+  redis.call('PEXPIRE', KEYS[1], ` + strconv.FormatInt(sessionkit.RenewMarkerTTL.Milliseconds(), 10) + `)
+  return false
+end
 redis.call('DEL', KEYS[1])
 if m.err then return false end
 local idx = m[2] and string.match(m[2], '^([^\n]+)\n')
 if idx then redis.pcall('ZREM', idx, KEYS[1]) end
-if m[1] then return m[1] end
+if m[1] and m[1] ~= '-' then return m[1] end
 return false
 `)
 )
@@ -387,10 +397,14 @@ return false
 // bindingIndex reads the index out of guard's m[5] into idx (nil for an
 // unbound record). Its PEXPIRETIME is the script's first access to the
 // index: on Redis Cluster, an index in another slot than the record (only a
-// hand edit makes one) fails the script there, before it writes anything.
+// hand edit makes one) is refused there, and the record, corrupt, is
+// removed and reads as gone.
 const bindingIndex = `
 local idx = m[5] and string.match(m[5], '^([^\n]+)\n')
-if idx then redis.call('PEXPIRETIME', idx) end
+if idx and type(redis.pcall('PEXPIRETIME', idx)) == 'table' then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
 `
 
 // indexFuncs defines the index helpers. An index is a sorted set: member,
@@ -507,7 +521,10 @@ if ARGV[2] == '' then
 elseif d <= now then
   return -1
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return -4 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.pcall('HGET', KEYS[1], '` + fieldBinding + `') == ARGV[6] then return 1 end
+  return -4
+end
 local t = redis.call('TYPE', KEYS[2])['ok']
 local dead, evict = {}, {}
 if t == 'zset' then
@@ -551,18 +568,102 @@ indexAdd(KEYS[2], KEYS[1], d)
 return 1
 `)
 
+	// Bind within one slot (the session already carries the user's tag:
+	// a login again, or by another user of the same tag), in one script on
+	// the old key, the new key and the index (one hash tag). ARGV: max, '1'
+	// to refuse over max, binding, marker TTL ms. The guard on the old key,
+	// then reads: the clock, the new key (taken: EXISTS), the index, whose
+	// live entries other than the old key are counted against the max, as
+	// in bindIn. The first write is the HSET of a placeholder under the new
+	// key (deny-oom), which RENAME replaces; the record gets its binding,
+	// its expiry is refreshed, the marker is left as Rename leaves it, the
+	// record's former entry goes, then the evictions, the removal of dead
+	// entries, and the new entry. There is no moment at which the session
+	// is outside every index, so neither a Revoke nor the cap can miss it.
+	bindSameScript = guarded("", bindingIndex+now+indexFuncs+`
+if redis.call('EXISTS', KEYS[2]) == 1 then return -4 end
+local t = redis.call('TYPE', KEYS[3])['ok']
+local dead, evict = {}, {}
+if t == 'zset' then
+  local max = tonumber(ARGV[1])
+  if max > 0 then
+    local alive = {}
+    for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
+      if k ~= KEYS[1] then
+        local mm = liveMember(KEYS[3], k)
+        if mm then alive[#alive + 1] = {tonumber(mm[3]), k} else dead[#dead + 1] = k end
+      end
+    end
+    if #alive >= max then
+      if ARGV[2] == '1' then
+        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
+        for _, k in ipairs(dead) do redis.call('ZREM', KEYS[3], k) end
+        `+refresh+`
+        return -8
+      end
+      table.sort(alive, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
+      for j = 1, #alive - max + 1 do evict[j] = alive[j][2] end
+    end
+  else
+    for _, k in ipairs(redis.call('ZRANDMEMBER', KEYS[3], 2)) do
+      if k ~= KEYS[1] and not liveMember(KEYS[3], k) then dead[#dead + 1] = k end
+    end
+  end
+end
+redis.call('HSET', KEYS[2], '`+fieldRenamed+`', '')
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], '`+fieldBinding+`', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], i)
+redis.call('PEXPIREAT', KEYS[2], d, 'LT')
+local e = redis.call('PEXPIRETIME', KEYS[2])
+if e > 0 then
+  redis.call('HSET', KEYS[1], '`+fieldRenamed+`', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIREAT', KEYS[1], e, 'LT')
+end
+if idx then redis.call('ZREM', idx, KEYS[1]) end
+if t == 'zset' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
+  for _, k in ipairs(dead) do redis.call('ZREM', KEYS[3], k) end
+  for _, k in ipairs(evict) do
+    redis.call('DEL', k)
+    redis.call('ZREM', KEYS[3], k)
+  end
+elseif t ~= 'none' then
+  redis.call('DEL', KEYS[3])
+end
+if e > 0 then indexAdd(KEYS[3], KEYS[2], d) end
+return 1
+`)
+
 	// Bind, step 3, only when step 2 refused: on the old key. ARGV: new key,
-	// creation, deadline, idle, binding ('' if none), field, value, … If
-	// the old key still holds the marker step 1 left (naming the new key),
-	// the record is put back, with its index entry; otherwise something
-	// (Destroy) removed the marker, and the session stays ended.
-	bindBackScript = redis.NewScript(indexFuncs + `
+	// creation, deadline, idle, binding ('' if none), max, field, value, …
+	// If the old key still holds the marker step 1 left (naming the new
+	// key), the record is put back, with its index entry; otherwise
+	// something (Destroy) removed the marker, and the session stays ended.
+	// A record bound to an index that has filled up meanwhile (its user
+	// logged in elsewhere under the same cap) is not put back: the marker
+	// is removed and the session ends, so that the cap holds and nothing
+	// lives outside its index.
+	bindBackScript = redis.NewScript(now + indexFuncs + `
 local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldRenamed + `')
 if m.err or m[1] or m[2] ~= ARGV[1] then return 0 end
+local bidx = string.match(ARGV[5], '^([^\n]+)\n')
+local max = tonumber(ARGV[6])
+if bidx and max > 0 and redis.call('TYPE', bidx)['ok'] == 'zset' then
+  local n = 0
+  for _, k in ipairs(redis.call('ZRANGEBYSCORE', bidx, now, '+inf')) do
+    if k ~= KEYS[1] and liveMember(bidx, k) then n = n + 1 end
+  end
+  if n >= max then
+    redis.call('DEL', KEYS[1])
+    return 0
+  end
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '` + fieldCreated + `', ARGV[2], '` + fieldDeadline + `', ARGV[3], '` + fieldIdle + `', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], '` + fieldBinding + `', ARGV[5]) end
-` + from(hsetFrom, "6") + `
+` + from(hsetFrom, "7") + `
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'LT')
 local idx = string.match(ARGV[5], '^([^\n]+)\n')
@@ -656,7 +757,7 @@ func init() {
 		"has": hasScript, "len": lenScript, "set": setScript, "incr": incrScript, "pop": popScript,
 		"delete": deleteScript, "clear": clearScript, "touch": touchScript, "setexpiry": setExpiryScript,
 		"rename": renameScript, "destroy": destroyScript,
-		"bind-out": bindOutScript, "bind-in": bindInScript, "bind-back": bindBackScript,
+		"bind-out": bindOutScript, "bind-in": bindInScript, "bind-back": bindBackScript, "bind-same": bindSameScript,
 		"list": listScript, "revoke": revokeScript, "info": infoScript, "peek": peekScript,
 		"destroyall": destroyAllScript,
 	})

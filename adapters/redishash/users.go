@@ -33,14 +33,24 @@ func bindingValue(b sessionkit.Binding) (string, error) {
 	return v, nil
 }
 
-// Bind is sessionkit.Users.Bind. It costs two round trips, one script on
-// each slot: step 1 (on oldKey) turns the record into a marker naming
-// newKey and returns its fields; step 2 (on newKey and the user's index,
-// which share a hash tag) enforces the cap and writes the record, bound,
-// with its index entry. When step 2 refuses (cap under Refuse, newKey
-// taken, out of memory) a third puts the record back under oldKey. A crash
-// between the steps loses the session (its marker leads nowhere), never
-// duplicates it. With oldKey "" it is step 2 alone, one round trip.
+// Bind is sessionkit.Users.Bind.
+//
+// When oldKey already carries the hash tag of newKey and the index (the
+// session is bound to the user, or to another of the same tag: a login
+// again), it is one script on that slot, as atomic as Rename.
+//
+// Otherwise it costs two round trips, one script on each slot: step 1 (on
+// oldKey) turns the record into a marker naming newKey and returns its
+// fields; step 2 (on newKey and the user's index, which share a hash tag)
+// enforces the cap and writes the record, bound, with its index entry.
+// Step 2 is idempotent (a client retry after a lost reply finds its own
+// record), and a Destroy that followed the marker meanwhile leaves a
+// tombstone at newKey that step 2 refuses: the session stays ended, and
+// Bind returns ErrNotFound. When step 2 refuses for the cap under Refuse or
+// out of memory, a third puts the record back under oldKey, if its
+// marker is still there. A crash between the steps loses the session (its
+// marker leads nowhere), never duplicates it. With oldKey "" it is step 2
+// alone, one round trip.
 func (s *Store) Bind(ctx context.Context, oldKey, newKey string, b sessionkit.Binding) error {
 	bound, err := bindingValue(b)
 	if err != nil {
@@ -53,6 +63,10 @@ func (s *Store) Bind(ctx context.Context, oldKey, newKey string, b sessionkit.Bi
 	keys := []string{newKey, b.Index}
 	if oldKey == "" {
 		_, err := s.run(ctx, "bind", bindInScript, keys, ms(b.Expiry.Idle), "", ms(b.Expiry.Absolute), b.Max, refuse, bound)
+		return err
+	}
+	if tag := hashTag(newKey); tag != "" && hashTag(oldKey) == tag && hashTag(b.Index) == tag {
+		_, err := s.run(ctx, "bind", bindSameScript, []string{oldKey, newKey, b.Index}, b.Max, refuse, bound, sessionkit.RenewMarkerTTL.Milliseconds())
 		return err
 	}
 	vals, err := s.list(ctx, "bind", bindOutScript, oldKey, newKey, sessionkit.RenewMarkerTTL.Milliseconds())
@@ -80,14 +94,34 @@ func (s *Store) Bind(ctx context.Context, oldKey, newKey string, b sessionkit.Bi
 	// (the client's own timeouts still bound each step).
 	ctx2 := context.WithoutCancel(ctx)
 	_, err = s.run(ctx2, "bind", bindInScript, keys, append([]any{idle, created, deadline, b.Max, refuse, bound}, fields...)...)
-	if errors.Is(err, sessionkit.ErrTooManySessions) || errors.Is(err, sessionkit.ErrExists) || isOOM(err) {
+	switch {
+	case errors.Is(err, sessionkit.ErrExists):
+		// Not this call's record (step 2 recognises its own): a tombstone
+		// that a Destroy through the marker left. The session was ended
+		// while it moved, and stays ended.
+		return fmt.Errorf("%w: the session was destroyed during the login", sessionkit.ErrNotFound)
+	case errors.Is(err, sessionkit.ErrTooManySessions) || isOOM(err):
 		// Step 2 wrote nothing: put the record back where it was.
-		back := append([]any{newKey, created, deadline, idle, old}, fields...)
+		back := append([]any{newKey, created, deadline, idle, old, b.Max}, fields...)
 		if _, berr := s.run(ctx2, "bind", bindBackScript, []string{oldKey}, back...); berr != nil {
 			return errors.Join(err, berr)
 		}
 	}
 	return err
+}
+
+// hashTag returns the Redis Cluster hash tag of key: what lies between its
+// first "{" and the first "}" after it, if that is not empty; else "".
+func hashTag(key string) string {
+	_, rest, ok := strings.Cut(key, "{")
+	if !ok {
+		return ""
+	}
+	tag, _, ok := strings.Cut(rest, "}")
+	if !ok {
+		return ""
+	}
+	return tag
 }
 
 // isOOM reports whether err is Redis refusing a write for memory.

@@ -1,0 +1,205 @@
+package redishash
+
+// Races of Bind's steps with Destroy, Revoke, a second login and a lost
+// reply, each forced at the worst moment with a hook that holds one
+// script until released. Found by review (each failed before the fix).
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionkit/sessionkit/internal/testserver"
+	"github.com/sessionkit/sessionkit/sessionkit"
+)
+
+// holdHook holds the first run of one script until release is closed.
+type holdHook struct {
+	sha              string
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (h *holdHook) DialHook(n redis.DialHook) redis.DialHook { return n }
+func (h *holdHook) ProcessPipelineHook(n redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return n
+}
+func (h *holdHook) ProcessHook(n redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); len(args) > 1 {
+			if s, _ := args[1].(string); s == h.sha {
+				h.once.Do(func() { close(h.reached); <-h.release })
+			}
+		}
+		return n(ctx, cmd)
+	}
+}
+
+var hour = sessionkit.Expiry{Idle: time.Hour, Absolute: 2 * time.Hour}
+
+const anaIndex = "s:{ana}u:idx"
+
+func anaBinding(id string, max int, refuse bool) sessionkit.Binding {
+	return sessionkit.Binding{Index: anaIndex, User: "ana", ID: id, Expiry: hour, Max: max, Refuse: refuse}
+}
+
+// held returns a store on a real server, and one whose first run of sc
+// waits until the hook is released.
+func held(t *testing.T, sc *redis.Script) (*Store, *Store, *holdHook) {
+	addr := testserver.Redis(t).Addr
+	plain := redis.NewClient(&redis.Options{Addr: addr})
+	slow := redis.NewClient(&redis.Options{Addr: addr})
+	h := &holdHook{sha: sc.Hash(), reached: make(chan struct{}), release: make(chan struct{})}
+	slow.AddHook(h)
+	t.Cleanup(func() { plain.Close(); slow.Close() })
+	return New(plain, nil), New(slow, nil), h
+}
+
+func TestADestroyBetweenBindsStepsEndsTheSession(t *testing.T) {
+	ctx := t.Context()
+	s, slow, h := held(t, bindInScript)
+	require.NoError(t, s.Create(ctx, "s:{x}1", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, hour))
+	done := make(chan error, 1)
+	go func() { done <- slow.Bind(ctx, "s:{x}1", "s:{ana}a", anaBinding("a", 0, false)) }()
+	<-h.reached // step 1 done: the record is on its way
+	require.NoError(t, s.Destroy(ctx, "s:{x}1"))
+	close(h.release)
+	require.ErrorIs(t, <-done, sessionkit.ErrNotFound, "the login learns that the session ended")
+	_, err := s.Info(ctx, "s:{ana}a")
+	require.ErrorIs(t, err, sessionkit.ErrNotFound, "a Destroy that returned leaves nothing live")
+	l, err := s.UserSessions(ctx, anaIndex)
+	require.NoError(t, err)
+	require.Empty(t, l)
+}
+
+func TestALoginAgainRacingANewLoginKeepsTheCap(t *testing.T) {
+	ctx := t.Context()
+	s, slow, h := held(t, bindSameScript)
+	require.NoError(t, s.Bind(ctx, "", "s:{ana}a", anaBinding("a", 2, true)))
+	require.NoError(t, s.Bind(ctx, "", "s:{ana}b", anaBinding("b", 2, true)))
+	done := make(chan error, 1)
+	go func() { done <- slow.Bind(ctx, "s:{ana}a", "s:{ana}a2", anaBinding("a2", 2, true)) }()
+	<-h.reached
+	require.ErrorIs(t, s.Bind(ctx, "", "s:{ana}c", anaBinding("c", 2, true)), sessionkit.ErrTooManySessions,
+		"the session logging in again still counts")
+	close(h.release)
+	require.NoError(t, <-done)
+	l, err := s.UserSessions(ctx, anaIndex)
+	require.NoError(t, err)
+	require.Len(t, l, 2, "cap 2")
+}
+
+func TestARevokeDuringALoginAgainMissesNothing(t *testing.T) {
+	ctx := t.Context()
+	s, slow, h := held(t, bindSameScript)
+	require.NoError(t, s.Bind(ctx, "", "s:{ana}a", anaBinding("a", 0, false)))
+	done := make(chan error, 1)
+	go func() { done <- slow.Bind(ctx, "s:{ana}a", "s:{ana}a2", anaBinding("a2", 0, false)) }()
+	<-h.reached
+	n, err := s.Revoke(ctx, anaIndex, nil, "")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	close(h.release)
+	require.ErrorIs(t, <-done, sessionkit.ErrNotFound)
+	for _, k := range []string{"s:{ana}a", "s:{ana}a2"} {
+		_, err = s.Info(ctx, k)
+		require.ErrorIs(t, err, sessionkit.ErrNotFound, k)
+	}
+}
+
+// dropProxy forwards to addr, and the first time a client sends sha it
+// forwards the request, then drops the connection before the reply, as a
+// network fault would: go-redis then retries the command.
+func dropProxy(t *testing.T, addr, sha string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	var fired atomic.Bool
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			srv, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				return
+			}
+			var drop atomic.Bool
+			go func() {
+				buf := make([]byte, 1<<16)
+				for {
+					n, err := srv.Read(buf)
+					if n > 0 {
+						if drop.Load() {
+							c.Close()
+							srv.Close()
+							return
+						}
+						_, _ = c.Write(buf[:n])
+					}
+					if err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+			go func() {
+				buf := make([]byte, 1<<16)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						if bytes.Contains(buf[:n], []byte(sha)) && fired.CompareAndSwap(false, true) {
+							drop.Store(true)
+						}
+						_, _ = srv.Write(buf[:n])
+					}
+					if err != nil {
+						srv.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestARetriedBindStepNeverForksTheSession(t *testing.T) {
+	ctx := t.Context()
+	addr := testserver.Redis(t).Addr
+	plain := redis.NewClient(&redis.Options{Addr: addr})
+	lossy := redis.NewClient(&redis.Options{Addr: dropProxy(t, addr, bindInScript.Hash())}) // default retries
+	t.Cleanup(func() { plain.Close(); lossy.Close() })
+	s := New(plain, nil)
+	require.NoError(t, bindInScript.Load(ctx, plain).Err()) // so the client sends the SHA
+	require.NoError(t, s.Create(ctx, "s:{x}1", []sessionkit.Field{{Name: "a", Value: []byte("1")}}, hour))
+	require.NoError(t, New(lossy, nil).Bind(ctx, "s:{x}1", "s:{ana}a", anaBinding("a", 0, false)),
+		"the retry of step 2 finds its own record")
+	_, errOld := s.Info(ctx, "s:{x}1")
+	require.ErrorIs(t, errOld, sessionkit.ErrNotFound, "the old key is a marker")
+	v, err := s.Get(ctx, "s:{ana}a", "a")
+	require.NoError(t, err)
+	require.Equal(t, "1", string(v[0]))
+}
+
+func TestABindingNamingAnotherSlotIsCorruptOnCluster(t *testing.T) {
+	c := testserver.RedisCluster(t, 3, 0)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	ctx := t.Context()
+	s := New(client, nil)
+	require.NoError(t, s.Bind(ctx, "", "s:{ana}c", anaBinding("c", 0, false)))
+	require.NoError(t, client.HSet(ctx, "s:{ana}c", fieldBinding, "s:{bob}u:idx\nc\nana\n\n").Err())
+	require.ErrorIs(t, s.Rename(ctx, "s:{ana}c", "s:{ana}c2"), sessionkit.ErrNotFound, "corrupt reads as gone")
+	require.Zero(t, client.Exists(ctx, "s:{ana}c").Val(), "and is removed")
+	require.ErrorIs(t, s.Rename(ctx, "s:{ana}c", "s:{ana}c2"), sessionkit.ErrNotFound, "no lasting error")
+}
