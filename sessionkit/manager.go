@@ -1,6 +1,7 @@
 package sessionkit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -76,6 +78,12 @@ type Options struct {
 	// does: EvictOldest (the default) or RefuseLogin.
 	MaxSessionsPerUser int
 	OverCap            CapPolicy
+	// UserHashKey, if set, keys the hash of user IDs (HMAC-SHA-256) that
+	// names each user's index in the store, so that a copy of the store
+	// cannot be matched against a list of likely user IDs. Keep it secret
+	// and stable: changing it orphans every index (the sessions stay, but
+	// are no longer listed, capped or revoked by user).
+	UserHashKey []byte
 	// RecordIP keeps the client's IP address with each bound session, for
 	// the user's list of sessions. Off by default: an IP address is
 	// personal data.
@@ -107,6 +115,7 @@ type Manager struct {
 	maxUserSessions int
 	capPolicy       CapPolicy
 	recordIP        bool
+	userHashKey     []byte
 	clientIP        func(*http.Request) string
 }
 
@@ -139,6 +148,11 @@ func New(opts *Options) (*Manager, error) {
 	}
 	if m.prefix == "" {
 		m.prefix = DefaultKeyPrefix
+	}
+	if i := strings.IndexFunc(m.prefix, func(r rune) bool { return r == '{' || r == '}' || unicode.IsControl(r) }); i >= 0 {
+		// A brace would become the Redis Cluster hash tag of every key,
+		// and a control character cannot be kept in the user index.
+		return nil, fmt.Errorf("sessionkit: Options.KeyPrefix %q holds %q: braces and control characters are not allowed", m.prefix, m.prefix[i:i+1])
 	}
 	if m.codec == nil {
 		m.codec = JSONCodec{}
@@ -184,6 +198,7 @@ func New(opts *Options) (*Manager, error) {
 		return nil, fmt.Errorf("sessionkit: Options.OverCap: unknown policy %d", opts.OverCap)
 	}
 	m.maxUserSessions, m.capPolicy, m.recordIP, m.clientIP = opts.MaxSessionsPerUser, opts.OverCap, opts.RecordIP, opts.ClientIP
+	m.userHashKey = bytes.Clone(opts.UserHashKey)
 	if m.clientIP == nil {
 		m.clientIP = remoteIP
 	}

@@ -2,6 +2,7 @@ package sessionkit
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -80,9 +81,17 @@ func KeyLogID(key string) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// userHash is the one-way hash of a user ID that keys its index.
-func userHash(user string) [sha256.Size]byte {
-	return sha256.Sum256([]byte("sessionkit/user\x00" + user))
+// userHash is the one-way hash of a user ID that keys its index: an
+// HMAC under Options.UserHashKey when it is set, so that a dump of the
+// store cannot be matched against a list of likely IDs (e-mail addresses).
+func (m *Manager) userHash(user string) (h [sha256.Size]byte) {
+	if len(m.userHashKey) == 0 {
+		return sha256.Sum256([]byte("sessionkit/user\x00" + user))
+	}
+	mac := hmac.New(sha256.New, m.userHashKey)
+	mac.Write([]byte("sessionkit/user\x00" + user))
+	mac.Sum(h[:0])
+	return h
 }
 
 // userTag is the token tag of every session bound to user: the first 24
@@ -94,7 +103,7 @@ func userTag(h [sha256.Size]byte) string { return tokenEncoding.EncodeToString(h
 // UserIndex returns the storage key of the index of user's sessions: the
 // prefix, the user's tag as a hash tag, "u:" and a hash of the user ID.
 func (m *Manager) UserIndex(user string) string {
-	h := userHash(user)
+	h := m.userHash(user)
 	return m.prefix + "{" + userTag(h) + "}u:" + tokenEncoding.EncodeToString(h[:])
 }
 
@@ -204,7 +213,7 @@ func (m *Manager) Bind(ctx context.Context, token, user string, c Client) (strin
 		return "", err
 	}
 	b := m.binding(user, c, m.expiry)
-	newTok := renewToken(userTag(userHash(user)))
+	newTok := renewToken(userTag(m.userHash(user)))
 	newKey := m.StorageKey(newTok)
 	oldKey := ""
 	if token != "" {
@@ -215,7 +224,7 @@ func (m *Manager) Bind(ctx context.Context, token, user string, c Client) (strin
 		m.emit(ctx, EventGone, token, "", nil)
 		// A fresh token: the failed move may have left something (a
 		// tombstone) under the one it meant to use.
-		newTok = renewToken(userTag(userHash(user)))
+		newTok = renewToken(userTag(m.userHash(user)))
 		newKey = m.StorageKey(newTok)
 		token, oldKey = "", ""
 		err = u.Bind(ctx, "", newKey, b)
@@ -258,7 +267,7 @@ func (s *Session) Bind(ctx context.Context, user string) error {
 		}
 	}
 	b := s.m.binding(user, c, s.exp)
-	tag := userTag(userHash(user))
+	tag := userTag(s.m.userHash(user))
 	var token, key, old string
 	// Each attempt gets a fresh token: a failed move may have left
 	// something (a tombstone) under the one it meant to use.
@@ -308,10 +317,12 @@ func (s *Session) Info(ctx context.Context) (SessionInfo, error) {
 		return SessionInfo{}, ErrNotFound
 	}
 	var info SessionInfo
+	touched := s.touched
 	err = s.call(ctx, func(k string) (err error) {
 		info, err = u.Info(ctx, k)
 		return err
 	})
+	s.touched = touched // Info refreshes nothing: the cookie need not be sent again
 	if err == nil && !s.stored {
 		err = ErrNotFound
 	}

@@ -115,3 +115,44 @@ func TestBindAndRevokeAreEvents(t *testing.T) {
 	require.Equal(t, 1, ev[0].Sessions)
 	require.Empty(t, ev[0].LogID)
 }
+
+func TestUserHashKeyKeysTheIndex(t *testing.T) {
+	plain, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil)})
+	require.NoError(t, err)
+	keyed, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), UserHashKey: []byte("secret")})
+	require.NoError(t, err)
+	other, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), UserHashKey: []byte("other")})
+	require.NoError(t, err)
+	require.NotEqual(t, plain.UserIndex("ann"), keyed.UserIndex("ann"))
+	require.NotEqual(t, keyed.UserIndex("ann"), other.UserIndex("ann"))
+	tok, err := keyed.Bind(t.Context(), "", "ann", sessionkit.Client{})
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(keyed.UserIndex("ann"), "session:{"+tok[:4]+"}"), "the tag follows the keyed hash")
+	l, err := keyed.UserSessions(t.Context(), "ann")
+	require.NoError(t, err)
+	require.Len(t, l, 1)
+}
+
+func TestKeyPrefixWithBracesOrControlsIsRefused(t *testing.T) {
+	for _, p := range []string{"a{b}", "x}", "new\nline"} {
+		_, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), KeyPrefix: p})
+		require.Error(t, err, "%q", p)
+	}
+}
+
+func TestInfoSendsNoCookie(t *testing.T) {
+	m, err := sessionkit.New(&sessionkit.Options{Store: memory.New(nil), Cookie: sessionkit.CookieOptions{Persist: true}})
+	require.NoError(t, err)
+	tok, err := m.Bind(t.Context(), "", "ann", sessionkit.Client{})
+	require.NoError(t, err)
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info, err := m.Session(r.Context()).Info(r.Context())
+		require.NoError(t, err)
+		require.Equal(t, "ann", info.User)
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(&http.Cookie{Name: sessionkit.DefaultCookieName, Value: tok})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Empty(t, w.Result().Cookies(), "Info refreshes nothing, so the cookie is not sent again")
+}

@@ -348,6 +348,10 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 	s.records[newKey] = r
 	if r.binding != nil { // the index follows the record
 		keys := s.indexes[r.binding.Index]
+		if keys == nil { // DestroyAll of a prefix that covered the index only
+			keys = map[string]struct{}{}
+			s.indexes[r.binding.Index] = keys
+		}
 		delete(keys, oldKey)
 		keys[newKey] = struct{}{}
 	}
