@@ -281,6 +281,11 @@ var userCases = []testCase{
 		a := e.bind(m, "ivan", "")
 		b := e.bind(m, "ivan", "")
 		require.NoError(e, e.load(m, a).Destroy(e.ctx))
+		if e.h.IndexEntries != nil {
+			n, err := e.h.IndexEntries(e.ctx, m.UserIndex("ivan"))
+			require.NoError(e, err)
+			require.Equal(e, 1, n, "Destroy removes the entry, before any listing")
+		}
 		l := e.list(m, "ivan")
 		require.Len(e, l, 1)
 		require.Contains(e, l, e.idOf(m, b))
@@ -425,12 +430,75 @@ var userCases = []testCase{
 			}
 		}
 	}},
+	{"LoginsAgainRacingNewLoginsNeverPassTheCap", func(e *env) {
+		m := e.userManager(sessionkit.Options{MaxSessionsPerUser: 3, OverCap: sessionkit.RefuseLogin})
+		const user = "quinn-again"
+		toks := []string{e.bind(m, user, ""), e.bind(m, user, ""), e.bind(m, user, "")}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var got []string
+		for i := range 24 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				from := ""
+				if i%2 == 0 {
+					from = toks[i%3] // a login again of one of the user's sessions
+				}
+				tok, err := m.Bind(e.ctx, from, user, sessionkit.Client{})
+				switch {
+				case err == nil:
+					mu.Lock()
+					got = append(got, tok)
+					mu.Unlock()
+				case errors.Is(err, sessionkit.ErrTooManySessions), errors.Is(err, sessionkit.ErrRenewed):
+				default:
+					require.NoError(e, err)
+				}
+			}()
+		}
+		wg.Wait()
+		alive := 0
+		for _, t := range append(got, toks...) {
+			if e.live(m, t) {
+				alive++
+			}
+		}
+		require.Equal(e, 3, alive, "a login again keeps its place; no new login gets in")
+		require.Len(e, e.list(m, user), 3)
+	}},
+	{"LogoutRacingLoginLeavesTheOldSessionNowhere", func(e *env) {
+		m := e.userManager(sessionkit.Options{})
+		for round := range 20 {
+			s := m.NewSession()
+			require.NoError(e, s.Set(e.ctx, "cart", round))
+			var wg sync.WaitGroup
+			var tok string
+			var bindErr, destroyErr error
+			wg.Add(2)
+			go func() { defer wg.Done(); tok, bindErr = m.Bind(e.ctx, s.Token(), "ray", sessionkit.Client{}) }()
+			go func() { defer wg.Done(); destroyErr = e.load(m, s.Token()).Destroy(e.ctx) }()
+			wg.Wait()
+			require.NoError(e, destroyErr)
+			if bindErr != nil {
+				require.ErrorIs(e, bindErr, sessionkit.ErrRenewed)
+				continue
+			}
+			if e.live(m, tok) {
+				// The login came after the logout: a new, empty session.
+				v, err := e.load(m, tok).Get(e.ctx, "cart")
+				require.NoError(e, err)
+				require.Nil(e, v, "round %d: the logged-out session's data lives on under the login's token", round)
+			}
+		}
+	}},
 	{"RevokeUserIsCompleteUnderConcurrentLoginsAndRequests", func(e *env) {
 		m := e.userManager(sessionkit.Options{})
 		const user = "rita"
 		var mu sync.Mutex
 		var before []string // tokens bound or renewed before RevokeUser was called
 		var revokeStarted bool
+		children := map[string][]string{} // token -> the tokens it moved to (Renew, login again)
 		note := func(t string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -438,12 +506,18 @@ var userCases = []testCase{
 				before = append(before, t)
 			}
 		}
+		moved := func(from, to string) {
+			mu.Lock()
+			children[from] = append(children[from], to)
+			mu.Unlock()
+			note(to)
+		}
 		for range 5 {
 			note(e.bind(m, user, ""))
 		}
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		for w := range 4 {
+		for w := range 5 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -466,13 +540,22 @@ var userCases = []testCase{
 						s := e.load(m, t)
 						if i%3 == 0 {
 							if s.Renew(e.ctx) == nil && s.Token() != t {
-								note(s.Token())
+								moved(t, s.Token())
 							}
 						} else {
 							_ = s.Set(e.ctx, "n", i)
 						}
 					case 3: // reads
 						_, _ = m.UserSessions(e.ctx, user)
+					case 4: // logins again of known sessions: a move within the user's slot
+						mu.Lock()
+						t := before[(i*7)%len(before)]
+						mu.Unlock()
+						to := t[:5] + m.NewSession().Token()[5:] // the same tag, a fresh secret
+						b := sessionkit.Binding{Index: m.UserIndex(user), User: user, ID: fmt.Sprint("again-", i), Expiry: m.Expiry()}
+						if e.users().Bind(e.ctx, m.StorageKey(t), m.StorageKey(to), b) == nil {
+							moved(t, to)
+						}
 					}
 				}
 			}()
@@ -492,8 +575,17 @@ var userCases = []testCase{
 		}
 		close(stop)
 		wg.Wait()
+		// Nor may any session moved from one of them (by a Renew or a login
+		// again racing the revocation) have escaped it.
+		var walk func(t string)
+		walk = func(t string) {
+			require.False(e, e.live(m, t), "a session bound before RevokeUser must stay gone, under every later token")
+			for _, c := range children[t] {
+				walk(c)
+			}
+		}
 		for _, t := range snapshot {
-			require.False(e, e.live(m, t), "and must stay gone")
+			walk(t)
 		}
 	}},
 	{"ExpiredSessionsLeaveTheIndex", func(e *env) {
