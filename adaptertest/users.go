@@ -151,7 +151,7 @@ var userCases = []testCase{
 	}},
 	{"InvalidUserIDsAreRefused", func(e *env) {
 		m := e.userManager(sessionkit.Options{})
-		for _, u := range []string{"", strings.Repeat("u", sessionkit.MaxUserIDLength+1), "a\nb", "\xff"} {
+		for _, u := range []string{"", strings.Repeat("u", sessionkit.MaxUserIDLength+1), "a\nb", "\xff", "ad\u202emin"} {
 			_, err := m.Bind(e.ctx, "", u, sessionkit.Client{})
 			require.ErrorIs(e, err, sessionkit.ErrInvalidUser, "%q", u)
 			_, err = m.UserSessions(e.ctx, u)

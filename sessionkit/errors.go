@@ -42,8 +42,14 @@ var (
 	// Options.MaxSessionsPerUser, and Options.OverCap is RefuseLogin.
 	// Nothing changed: the session the login came from is as it was.
 	ErrTooManySessions = errors.New("sessionkit: the user has too many sessions")
-	// ErrInvalidUser: a user ID is empty, longer than MaxUserIDLength, or
-	// not printable UTF-8.
+	// ErrRevoked: the session that Session.Bind bound in this request
+	// ended before a later write of the same request (revoked, or evicted
+	// by MaxSessionsPerUser by a login elsewhere). Nothing was written, and
+	// no new session was started in its place: the login did not hold, and
+	// the client must log in again.
+	ErrRevoked = errors.New("sessionkit: the session was revoked during the request")
+	// ErrInvalidUser: a user ID is empty, longer than MaxUserIDLength, not
+	// UTF-8, or holds a control or format character (such as U+202E).
 	ErrInvalidUser = errors.New("sessionkit: invalid user ID")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("sessionkit: store closed")

@@ -80,6 +80,7 @@ func (m *Manager) HTTPError(w http.ResponseWriter, r *http.Request, err error) {
 //   - 409 Conflict for ErrRenewed (the request raced a Renew; a retry
 //     carries the new token) and ErrTooManySessions (a login over the
 //     cap, refused);
+//   - 401 Unauthorized for ErrRevoked (the login did not hold);
 //   - 503 Service Unavailable for ErrUnavailable and a store that timed out;
 //   - 500 Internal Server Error for everything else (ErrDecode,
 //     ErrNoSession, …).
@@ -92,6 +93,8 @@ func ErrorStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrRenewed), errors.Is(err, ErrTooManySessions):
 		return http.StatusConflict
+	case errors.Is(err, ErrRevoked):
+		return http.StatusUnauthorized
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}

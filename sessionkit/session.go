@@ -56,6 +56,9 @@ type Session struct {
 	detached  bool // from Manager.Session outside the middleware: every call fails
 
 	req *http.Request // the request, inside the middleware (for Bind's device label)
+
+	bound bool // Bind bound the session through this handle
+	ended bool // ... and it ended since (revoked, evicted by the cap): no write recreates it
 }
 
 // maxCandidates bounds the session tokens tried from one request.
@@ -93,6 +96,12 @@ func (s *Session) call(ctx context.Context, op func(key string) error) error {
 				renewed = err
 			} else {
 				s.m.emit(ctx, EventGone, s.token, "", nil)
+				if s.bound {
+					// Revoked or evicted while the request that logged in
+					// still runs: a write must not quietly start an
+					// unbound session holding what it meant for the user.
+					s.ended = true
+				}
 			}
 			if s.nalt > 0 {
 				s.nalt--
@@ -254,6 +263,9 @@ func (s *Session) writeLocked(ctx context.Context, fields []Field) error {
 }
 
 func (s *Session) create(ctx context.Context, fields []Field) error {
+	if s.ended {
+		return ErrRevoked
+	}
 	if err := s.m.store.Create(ctx, s.key, fields, s.exp); err != nil {
 		s.m.storeError(ctx, s.token, err)
 		return err
@@ -472,6 +484,7 @@ func (s *Session) Destroy(ctx context.Context) error {
 		s.destroyed = true
 		s.m.emit(ctx, EventDestroyed, s.token, "", nil)
 	}
+	s.bound, s.ended = false, false // a logout: what follows is a new session
 	s.reset()
 	return nil
 }

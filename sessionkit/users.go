@@ -116,8 +116,10 @@ func checkUser(user string) error {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalidUser, len(user), MaxUserIDLength)
 	case !utf8.ValidString(user):
 		return fmt.Errorf("%w: not UTF-8", ErrInvalidUser)
-	case strings.IndexFunc(user, unicode.IsControl) >= 0:
-		return fmt.Errorf("%w: %q holds a control character", ErrInvalidUser, user)
+	case strings.IndexFunc(user, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) >= 0:
+		// Format characters too: a right-to-left override would make a
+		// listing or a log line lie about whose session it is.
+		return fmt.Errorf("%w: %q holds a control or format character", ErrInvalidUser, user)
 	}
 	return nil
 }
@@ -296,6 +298,7 @@ func (s *Session) Bind(ctx context.Context, user string) error {
 	}
 	s.m.emit(ctx, EventBound, token, old, nil)
 	s.token, s.key, s.stored, s.issued, s.touched = token, key, true, true, true
+	s.bound, s.ended = true, false
 	s.nalt = 0
 	return nil
 }

@@ -156,3 +156,32 @@ func TestInfoSendsNoCookie(t *testing.T) {
 	h.ServeHTTP(w, r)
 	require.Empty(t, w.Result().Cookies(), "Info refreshes nothing, so the cookie is not sent again")
 }
+
+// A login evicted by a concurrent login (over the cap) before the handler's
+// next write must not turn into an unbound session holding the user: the
+// write fails, nothing is stored, no cookie names a session.
+func TestAWriteAfterTheLoginWasEvictedFailsInsteadOfStartingASession(t *testing.T) {
+	mem := memory.New(nil)
+	m, err := sessionkit.New(&sessionkit.Options{Store: mem, MaxSessionsPerUser: 1})
+	require.NoError(t, err)
+	var writeErr, readErr error
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := m.Session(r.Context())
+		require.NoError(t, s.Bind(r.Context(), "ann"))
+		_, err := m.Bind(r.Context(), "", "ann", sessionkit.Client{}) // a login elsewhere evicts this one
+		require.NoError(t, err)
+		_, readErr = s.Get(r.Context(), "user")
+		writeErr = s.Set(r.Context(), "user", "ann")
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	require.NoError(t, readErr, "a read finds the session gone, as ever")
+	require.ErrorIs(t, writeErr, sessionkit.ErrRevoked)
+	require.Equal(t, http.StatusUnauthorized, sessionkit.ErrorStatus(writeErr))
+	n, err := m.Count(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "only the other login's session: no unbound one was started")
+	for _, c := range w.Result().Cookies() {
+		require.Empty(t, c.Value, "no cookie names a session")
+	}
+}

@@ -203,3 +203,32 @@ func TestABindingNamingAnotherSlotIsCorruptOnCluster(t *testing.T) {
 	require.Zero(t, client.Exists(ctx, "s:{ana}c").Val(), "and is removed")
 	require.ErrorIs(t, s.Rename(ctx, "s:{ana}c", "s:{ana}c2"), sessionkit.ErrNotFound, "no lasting error")
 }
+
+// A stolen session of one user, logged in again and again as another user
+// who is at the cap (refused, and put back each time), must not slip out
+// of a revocation of its user while it is on its way.
+func TestARevokeReachesASessionOnItsWayToAnotherUser(t *testing.T) {
+	ctx := t.Context()
+	s, slow, h := held(t, bindInScript)
+	vic := sessionkit.Binding{Index: "s:{vic}u:idx", User: "vic", ID: "v", Expiry: hour}
+	require.NoError(t, s.Bind(ctx, "", "s:{vic}a", vic))
+	full := func(id string) sessionkit.Binding {
+		return sessionkit.Binding{Index: "s:{ful}u:idx", User: "full", ID: id, Expiry: hour, Max: 1, Refuse: true}
+	}
+	require.NoError(t, s.Bind(ctx, "", "s:{ful}1", full("f1")))
+	done := make(chan error, 1)
+	go func() { done <- slow.Bind(ctx, "s:{vic}a", "s:{ful}2", full("f2")) }()
+	<-h.reached // step 1 done: the session is a marker, on its way
+	// vic logs in elsewhere meanwhile: its index is cleaned, and must keep
+	// the session on its way.
+	require.NoError(t, s.Bind(ctx, "", "s:{vic}b", sessionkit.Binding{Index: vic.Index, User: "vic", ID: "v2", Expiry: hour, Max: 5}))
+	n, err := s.Revoke(ctx, vic.Index, nil, "")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the session at rest")
+	close(h.release)
+	require.ErrorIs(t, <-done, sessionkit.ErrTooManySessions)
+	for _, k := range []string{"s:{vic}a", "s:{vic}b", "s:{ful}2"} {
+		_, err := s.Info(ctx, k)
+		require.ErrorIs(t, err, sessionkit.ErrNotFound, "%s: nothing of vic's survives the revocation", k)
+	}
+}

@@ -431,6 +431,10 @@ local function indexAdd(idx, k, d)
     redis.call('PEXPIREAT', idx, math.max(d, tonumber(top[2])))
   end
 end
+local function inFlight(k)
+  local r = redis.pcall('HGET', k, '` + fieldRenamed + `')
+  return type(r) == 'string' and r ~= '' and r ~= '-'
+end
 local function liveMember(idx, k)
   local m = redis.pcall('HMGET', k, '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `', '` + fieldBinding + `')
   if m.err or m[4] or not m[5] or string.sub(m[5], 1, #idx + 1) ~= idx .. '\n' then return nil end
@@ -485,9 +489,13 @@ return {m[5], m[3], e, m[2]}
 var (
 	// Bind, step 1, on the old key. ARGV: new key, marker TTL ms. It reads
 	// the whole record and replaces it with a marker naming the new key,
-	// as Rename leaves, and removes a bound record's entry from its old
-	// index. The first write is an HSET, so under OOM it is refused before
-	// anything changes. The reply is the record's HGETALL.
+	// as Rename leaves. A bound record's entry stays in its old index,
+	// naming the marker: while the session is on its way, a Revoke of its
+	// former user still finds it (and ends it by deleting the marker), and
+	// no cleaning removes it (inFlight); once the move is done, it is a
+	// dead entry like any other. The first write is an HSET, so under OOM
+	// it is refused before anything changes. The reply is the record's
+	// HGETALL.
 	bindOutScript = guarded("", bindingIndex+`
 local all = redis.call('HGETALL', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -496,7 +504,6 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '`+fieldRenamed+`', ARGV[1])
 if ttl < 0 or ttl > tonumber(ARGV[2]) then ttl = ARGV[2] end
 redis.call('PEXPIRE', KEYS[1], ttl)
-if idx then redis.pcall('ZREM', idx, KEYS[1]) end
 return all
 `)
 
@@ -533,7 +540,7 @@ if t == 'zset' then
     local alive = {}
     for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do
       local m = liveMember(KEYS[2], k)
-      if m then alive[#alive + 1] = {tonumber(m[3]), k} else dead[#dead + 1] = k end
+      if m then alive[#alive + 1] = {tonumber(m[3]), k} elseif not inFlight(k) then dead[#dead + 1] = k end
     end
     if #alive >= max then
       if ARGV[5] == '1' then
@@ -546,7 +553,7 @@ if t == 'zset' then
     end
   else
     for _, k in ipairs(redis.call('ZRANDMEMBER', KEYS[2], 2)) do
-      if not liveMember(KEYS[2], k) then dead[#dead + 1] = k end
+      if not liveMember(KEYS[2], k) and not inFlight(k) then dead[#dead + 1] = k end
     end
   end
 end
@@ -591,7 +598,7 @@ if t == 'zset' then
     for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
       if k ~= KEYS[1] then
         local mm = liveMember(KEYS[3], k)
-        if mm then alive[#alive + 1] = {tonumber(mm[3]), k} else dead[#dead + 1] = k end
+        if mm then alive[#alive + 1] = {tonumber(mm[3]), k} elseif not inFlight(k) then dead[#dead + 1] = k end
       end
     end
     if #alive >= max then
@@ -606,7 +613,7 @@ if t == 'zset' then
     end
   else
     for _, k in ipairs(redis.call('ZRANDMEMBER', KEYS[3], 2)) do
-      if k ~= KEYS[1] and not liveMember(KEYS[3], k) then dead[#dead + 1] = k end
+      if k ~= KEYS[1] and not liveMember(KEYS[3], k) and not inFlight(k) then dead[#dead + 1] = k end
     end
   end
 end
@@ -681,7 +688,7 @@ for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local e = redis.call('PEXPIRETIME', k)
     if e < 0 then e = tonumber(m[1]) end
     out[#out + 1] = {k, m[5], m[3], e, m[2]}
-  else
+  elseif not inFlight(k) then
     redis.call('ZREM', KEYS[1], k)
     gone = gone + 1
   end
@@ -700,6 +707,11 @@ local n = 0
 for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local m = liveMember(KEYS[1], k)
   if not m then
+    -- A marker still listed is a session on its way out of the index (a
+    -- login as another user, Bind's step 1 done): ending the marker ends
+    -- it, unless it lands in the other user's index; a refused login
+    -- then finds nothing to put back.
+    if inFlight(k) then redis.call('DEL', k) end
     redis.call('ZREM', KEYS[1], k)
     gone = gone + 1
   else
