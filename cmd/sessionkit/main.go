@@ -68,7 +68,10 @@ Global flags (before or after the command):
                 others walk every item, with the server's lru_crawler),
                 memory:// (in-process: always empty)
   -prefix P     the Manager's Options.KeyPrefix (default "session:")
-  -timeout D    give up after D (default 1m)
+  -timeout D    give up after D (default 1m). The store's client waits up
+                to D for each reply too (one revoke may take a while),
+                unless the URL sets that timeout itself: read_timeout and
+                write_timeout (redis), timeout (memcached, postgres)
 
 IDs: a session's public ID is the one users see in their list of sessions;
 its log ID is the 16 hex digits that sessionkit logs and events carry.
@@ -253,7 +256,16 @@ func dispatch(ctx context.Context, g *globals, args []string, stdin io.Reader, s
 	if err != nil {
 		return err
 	}
-	if err := c.check(pos); err != nil {
+	// An empty value given on purpose ("-user ''", or "-user $U" with U
+	// unset) is a mistake, not the flag's default.
+	set := map[string]bool{}
+	for _, f := range []*flag.FlagSet{top, fs} {
+		f.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	}
+	if set["prefix"] && g.prefix == "" {
+		return usagef("empty -prefix: give the Manager's Options.KeyPrefix, or leave -prefix out for %q", sessionkit.DefaultKeyPrefix)
+	}
+	if err := c.check(pos, set); err != nil {
 		return err
 	}
 	if g.store == "" {
@@ -278,10 +290,11 @@ func dispatch(ctx context.Context, g *globals, args []string, stdin io.Reader, s
 }
 
 // command is one subcommand: its flags, a check of its arguments (before
-// the store is opened) and its work.
+// the store is opened; set names the flags given on the command line) and
+// its work.
 type command interface {
 	flags(fs *flag.FlagSet)
-	check(args []string) error
+	check(args []string, set map[string]bool) error
 	run(ctx context.Context, e *env, stdin io.Reader, stdout io.Writer) error
 }
 
@@ -320,14 +333,16 @@ func open(ctx context.Context, g *globals) (*env, error) {
 	if err := checkBboltFile(g.store); err != nil {
 		return nil, err
 	}
-	store, closer, err := openStore(g.store)
+	redacted := storeurl.Redact(g.store)
+	opened := withClientTimeouts(g.store, g.timeout)
+	store, closer, err := openStore(opened)
 	if errors.Is(err, storeurl.ErrBadURL) {
-		return nil, usageError{msg: err.Error()}
+		// The error quotes the URL opened: quote the operator's instead.
+		return nil, usageError{msg: strings.ReplaceAll(err.Error(), storeurl.Redact(opened), redacted)}
 	}
 	if err != nil {
 		return nil, err
 	}
-	redacted := storeurl.Redact(g.store)
 	if err := storeurl.Ping(ctx, store); err != nil {
 		closer.Close()
 		return nil, fmt.Errorf("session store %s does not answer: %w", redacted, err)
@@ -342,6 +357,66 @@ func open(ctx context.Context, g *globals) (*env, error) {
 		prefix = sessionkit.DefaultKeyPrefix
 	}
 	return &env{m: m, store: store, prefix: prefix, url: redacted, backend: backendName(g.store), close: func() { closer.Close() }}, nil
+}
+
+// clientTimeouts are, for each scheme whose client storeurl sets a timeout
+// for, the URL parameters that bound one request or reply (storeurl's
+// names, with its defaults: 300 ms for redis and memcached, 1 s for
+// postgres, sized for a web request). bbolt:// and memory:// have none.
+// TestEverySchemeHasItsClientTimeouts fails for a scheme storeurl gains
+// until it is listed here or there.
+var clientTimeouts = map[string][]string{
+	"redis":         {"read_timeout", "write_timeout"},
+	"rediss":        {"read_timeout", "write_timeout"},
+	"redis+cluster": {"read_timeout", "write_timeout"},
+	"memcached":     {"timeout"},
+	"postgres":      {"timeout"},
+	"postgresql":    {"timeout"},
+}
+
+// withClientTimeouts returns rawURL with each client timeout it leaves out
+// set to d, the command's -timeout. One command may ask much more of the
+// store than a web request (a revoke -user of 60,000 sessions is one Redis
+// script that runs for a while), and with the URL's defaults the client
+// would give up on a reply that the store is still working on, while the
+// work goes on. A timeout that the URL sets, even to nothing, stays as it
+// is. A URL that storeurl cannot read is returned as it is, for storeurl
+// to say why.
+func withClientTimeouts(rawURL string, d time.Duration) string {
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	params := clientTimeouts[strings.ToLower(scheme)]
+	if !ok || len(params) == 0 {
+		return rawURL
+	}
+	// Split the query where storeurl does: memcached:// (which net/url
+	// cannot parse) at the first "?", any other as net/url does, after
+	// taking off a fragment.
+	head, frag, hasFrag := rawURL, "", false
+	if !strings.EqualFold(scheme, "memcached") {
+		head, frag, hasFrag = strings.Cut(rawURL, "#")
+	}
+	base, query, hasQuery := strings.Cut(head, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return rawURL
+	}
+	var add []string
+	for _, p := range params {
+		if !q.Has(p) {
+			add = append(add, p+"="+d.String())
+		}
+	}
+	if len(add) == 0 {
+		return rawURL
+	}
+	if hasQuery && query != "" {
+		query += "&"
+	}
+	out := base + "?" + query + strings.Join(add, "&")
+	if hasFrag {
+		out += "#" + frag
+	}
+	return out
 }
 
 // checkBboltFile refuses a bbolt:// URL whose file does not exist: opening
@@ -407,7 +482,7 @@ type countCmd struct{}
 
 func (*countCmd) flags(*flag.FlagSet) {}
 
-func (*countCmd) check(args []string) error {
+func (*countCmd) check(args []string, _ map[string]bool) error {
 	if len(args) > 0 {
 		return usagef("count takes no arguments")
 	}
@@ -432,6 +507,7 @@ func (*countCmd) run(ctx context.Context, e *env, _ io.Reader, stdout io.Writer)
 
 type lsCmd struct {
 	user     string
+	byUser   bool // -user was given
 	asJSON   bool
 	pageSize int
 }
@@ -442,12 +518,15 @@ func (c *lsCmd) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.pageSize, "page", 500, "sessions asked of the store at a time")
 }
 
-func (c *lsCmd) check(args []string) error {
+func (c *lsCmd) check(args []string, set map[string]bool) error {
 	if len(args) > 0 {
 		return usagef("ls takes no arguments (did you mean ls -user %s?)", args[0])
 	}
 	if c.pageSize <= 0 {
 		return usagef("-page must be positive")
+	}
+	if c.byUser = set["user"]; c.byUser {
+		return checkUser(c.user)
 	}
 	return nil
 }
@@ -523,7 +602,7 @@ func (l *lister) flush() error {
 
 func (c *lsCmd) run(ctx context.Context, e *env, _ io.Reader, stdout io.Writer) error {
 	l := newLister(stdout, c.asJSON)
-	if c.user != "" {
+	if c.byUser {
 		infos, err := userSessions(ctx, e, c.user)
 		if err != nil {
 			return err
@@ -595,7 +674,7 @@ func userSessions(ctx context.Context, e *env, user string) ([]sessionkit.Sessio
 func checkUser(user string) error {
 	switch {
 	case user == "":
-		return usagef("empty user ID")
+		return usagef("empty user ID (-user '')")
 	case len(user) > sessionkit.MaxUserIDLength:
 		return usagef("user ID of %d bytes: the limit is %d", len(user), sessionkit.MaxUserIDLength)
 	case !utf8.ValidString(user):
@@ -617,8 +696,8 @@ func (c *showCmd) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.meta, "meta", false, "print what the store keeps about the session, not its fields, and leave it untouched")
 }
 
-func (c *showCmd) check(args []string) error {
-	if len(args) != 1 {
+func (c *showCmd) check(args []string, _ map[string]bool) error {
+	if len(args) != 1 || args[0] == "" {
 		return usagef("show takes one session ID (public ID or log ID)")
 	}
 	c.id = args[0]
@@ -707,16 +786,28 @@ func (c *revokeCmd) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.yes, "yes", false, "with -all: do not ask for confirmation")
 }
 
-func (c *revokeCmd) check(args []string) error {
+func (c *revokeCmd) check(args []string, set map[string]bool) error {
 	if len(args) > 1 {
 		return usagef("revoke takes at most one session ID, got %d", len(args))
 	}
 	if len(args) == 1 {
 		c.id = args[0]
+		if c.id == "" {
+			return usagef("empty session ID")
+		}
+	}
+	if set["user"] {
+		if err := checkUser(c.user); err != nil {
+			return err
+		}
+	}
+	// "-except ''" would keep nothing: every session of the user would end.
+	if set["except"] && c.except == "" {
+		return usagef("empty -except: give the public ID or log ID of the session to keep, or leave -except out to end them all")
 	}
 	modes := 0
-	for _, set := range []bool{c.id != "", c.user != "", c.all} {
-		if set {
+	for _, given := range []bool{c.id != "", c.user != "", c.all} {
+		if given {
 			modes++
 		}
 	}
@@ -729,9 +820,6 @@ func (c *revokeCmd) check(args []string) error {
 		return usagef("-except goes with -user")
 	case c.yes && !c.all:
 		return usagef("-yes goes with -all")
-	}
-	if c.user != "" {
-		return checkUser(c.user)
 	}
 	return nil
 }

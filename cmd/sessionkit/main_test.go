@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionkit/sessionkit/adapters/memory"
@@ -322,6 +325,23 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"-store", "memory://", "ls", "ana"}, "did you mean ls -user ana?"},
 		{[]string{"-store", "nosuch://x", "count"}, `unknown scheme "nosuch"; accepted schemes: redis://`},
 		{[]string{"-store", "redis://:hunter2@127.0.0.1:1/0?x=", "-timeout", "0s", "count"}, "-timeout must be positive"},
+		// An empty -user is a mistake (an unset shell variable, say), not
+		// "every user": ls would list, and revoke end, someone else's.
+		{[]string{"-store", "memory://", "ls", "-user", ""}, "empty user ID (-user '')"},
+		{[]string{"-store", "memory://", "ls", "-user="}, "empty user ID (-user '')"},
+		{[]string{"-store", "memory://", "ls", "-json", "-user", "", "-page", "3"}, "empty user ID (-user '')"},
+		{[]string{"-store", "memory://", "revoke", "-user", ""}, "empty user ID (-user '')"},
+		{[]string{"-store", "memory://", "revoke", "-user", "", "-all"}, "empty user ID (-user '')"},
+		{[]string{"-store", "memory://", "revoke", "-user", "", "-except", "x"}, "empty user ID (-user '')"},
+		{[]string{"-store", "memory://", "revoke", "-user", "ana", "-except", ""}, "empty -except"},
+		{[]string{"-store", "memory://", "revoke", ""}, "empty session ID"},
+		{[]string{"-store", "memory://", "show", ""}, "show takes one session ID"},
+		// An empty -prefix is not the default prefix, before or after the
+		// command.
+		{[]string{"-store", "memory://", "-prefix", "", "count"}, `empty -prefix: give the Manager's Options.KeyPrefix, or leave -prefix out for "session:"`},
+		{[]string{"-store", "memory://", "-prefix=", "ls"}, "empty -prefix"},
+		{[]string{"-store", "memory://", "ls", "-prefix", ""}, "empty -prefix"},
+		{[]string{"-store", "memory://", "-prefix", "app:", "revoke", "-all", "-yes", "-prefix", ""}, "empty -prefix"},
 	} {
 		r := cli(t, "", c.args...)
 		require.Equal(t, 2, r.code, "%q: %s", c.args, r.errOut)
@@ -334,6 +354,49 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 	// Flags after the command, and after its argument.
 	r = cli(t, "", "count", "-store", "memory://", "-prefix", "x:")
 	require.Equal(t, result{0, "0\n", ""}, r)
+	// The last -prefix wins, as for any flag: an empty one then a good one
+	// is no mistake.
+	r = cli(t, "", "-prefix", "", "count", "-store", "memory://", "-prefix", "x:")
+	require.Equal(t, result{0, "0\n", ""}, r)
+}
+
+// TestAnEmptyUserOrPrefixTouchesNothing: ls -user ” and revoke -user ”
+// neither list nor end any session, and neither does -prefix ”; leaving
+// the flags out still means every session, and the default prefix.
+func TestAnEmptyUserOrPrefixTouchesNothing(t *testing.T) {
+	b := memoryBackend(t)
+	s := seed(t, b)
+	def := ""
+	b.with(t, func(m *sessionkit.Manager) {
+		d, err := sessionkit.New(&sessionkit.Options{Store: m.Store()})
+		require.NoError(t, err)
+		sess := d.NewSession()
+		require.NoError(t, sess.Set(t.Context(), "a", 1))
+		def = sessionkit.KeyLogID(d.StorageKey(sess.Token()))
+	})
+	for _, args := range [][]string{
+		{"-prefix", "app:", "ls", "-user", ""},
+		{"-prefix", "app:", "ls", "-json", "-user="},
+		{"-prefix", "app:", "revoke", "-user", ""},
+		{"-prefix", "app:", "revoke", "-user", "ana", "-except", ""},
+		{"-prefix", "", "ls"},
+		{"-prefix", "", "revoke", "-all", "-yes"},
+	} {
+		r := cli(t, "", append([]string{"-store", "memory://"}, args...)...)
+		require.Equal(t, 2, r.code, "%q", args)
+		require.Empty(t, r.out, "%q", args)
+	}
+	require.Equal(t, result{0, "6\n", ""}, cli(t, "", "-store", "memory://", "-prefix", "app:", "count"))
+	require.Equal(t, map[string]bool{"ana-phone": true, "bob-1": true, "anon": true},
+		live(t, b, s, "ana-phone", "bob-1", "anon"))
+
+	r := cli(t, "", "-store", "memory://", "-prefix", "app:", "ls")
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Equal(t, 7, strings.Count(r.out, "\n"), "without -user: every session under the prefix\n%s", r.out)
+	r = cli(t, "", "-store", "memory://", "ls")
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Equal(t, 2, strings.Count(r.out, "\n"), "without -prefix: the default prefix\n%s", r.out)
+	require.Contains(t, r.out, def)
 }
 
 func TestFailuresExitOneAndSayWhat(t *testing.T) {
@@ -566,4 +629,181 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestTheCommandLiftsTheClientTimeouts: the URL's client timeouts, sized
+// for a web request, become -timeout where the URL leaves them out; one the
+// URL sets stays; a store without any is opened as given.
+func TestTheCommandLiftsTheClientTimeouts(t *testing.T) {
+	for _, c := range []struct{ url, opens string }{
+		{"redis://:hunter2@127.0.0.1:6379/0", "redis://:hunter2@127.0.0.1:6379/0?read_timeout=5m0s&write_timeout=5m0s"},
+		{"redis://127.0.0.1:6379/0?", "redis://127.0.0.1:6379/0?read_timeout=5m0s&write_timeout=5m0s"},
+		{"REDISS://h:1/0?pool_size=3", "REDISS://h:1/0?pool_size=3&read_timeout=5m0s&write_timeout=5m0s"},
+		{"redis://h:1/0?read_timeout=1s", "redis://h:1/0?read_timeout=1s&write_timeout=5m0s"},
+		{"redis://h:1/0?write_timeout=2s&read_timeout=", "redis://h:1/0?write_timeout=2s&read_timeout="},
+		{"redis://h:1/0#frag", "redis://h:1/0?read_timeout=5m0s&write_timeout=5m0s#frag"},
+		{"redis+cluster://h:1?addr=h:2", "redis+cluster://h:1?addr=h:2&read_timeout=5m0s&write_timeout=5m0s"},
+		{"memcached://h:1,h:2", "memcached://h:1,h:2?timeout=5m0s"},
+		{"memcached://h:1?timeout=1s", "memcached://h:1?timeout=1s"},
+		{"postgres://u:hunter2@h:5432/db?sslmode=disable", "postgres://u:hunter2@h:5432/db?sslmode=disable&timeout=5m0s"},
+		{"postgresql://h/db?timeout=0", "postgresql://h/db?timeout=0"},
+		{"bbolt:///var/lib/app/sessions.db", "bbolt:///var/lib/app/sessions.db"},
+		{"memory://", "memory://"},
+		{"redis://h:1/0?%zz", "redis://h:1/0?%zz"}, // storeurl says what is wrong
+		{"nosuch://h", "nosuch://h"},
+	} {
+		require.Equal(t, c.opens, withClientTimeouts(c.url, 5*time.Minute), c.url)
+	}
+
+	// What storeurl makes of them: the names are its own, and take effect.
+	open := func(u string) io.Closer {
+		t.Helper()
+		_, closer, err := storeurl.Open(withClientTimeouts(u, 5*time.Minute))
+		require.NoError(t, err, u)
+		t.Cleanup(func() { closer.Close() })
+		return closer
+	}
+	o := open("redis://127.0.0.1:1/0").(*redis.Client).Options()
+	require.Equal(t, []time.Duration{5 * time.Minute, 5 * time.Minute}, []time.Duration{o.ReadTimeout, o.WriteTimeout})
+	require.Equal(t, 200*time.Millisecond, o.DialTimeout, "a dead server still fails at once")
+	o = open("redis://127.0.0.1:1/0?read_timeout=2s").(*redis.Client).Options()
+	require.Equal(t, []time.Duration{2 * time.Second, 5 * time.Minute}, []time.Duration{o.ReadTimeout, o.WriteTimeout})
+	co := open("redis+cluster://127.0.0.1:1?addr=127.0.0.1:2").(*redis.ClusterClient).Options()
+	require.Equal(t, []time.Duration{5 * time.Minute, 5 * time.Minute}, []time.Duration{co.ReadTimeout, co.WriteTimeout})
+	require.Equal(t, 5*time.Minute, open("memcached://127.0.0.1:1").(*memcache.Client).Timeout)
+	require.Equal(t, time.Second, open("memcached://127.0.0.1:1?timeout=1s").(*memcache.Client).Timeout)
+	open("postgres://u:pw@127.0.0.1:1/db?sslmode=disable")
+
+	// The command opens the lifted URL, and names the operator's, with its
+	// password masked, in every message.
+	var opened []string
+	old := openStore
+	openStore = func(u string) (sessionkit.Store, io.Closer, error) {
+		opened = append(opened, u)
+		return old(u)
+	}
+	t.Cleanup(func() { openStore = old })
+	port := freePort(t)
+	r := cli(t, "", "-store", "redis://:hunter2@127.0.0.1:"+port+"/0", "-timeout", "90s", "count")
+	require.Equal(t, 1, r.code)
+	require.Equal(t, []string{"redis://:hunter2@127.0.0.1:" + port + "/0?read_timeout=1m30s&write_timeout=1m30s"}, opened)
+	require.Contains(t, r.errOut, "session store redis://:xxxxx@127.0.0.1:"+port+"/0 does not answer")
+	require.NotContains(t, r.errOut, "hunter2")
+	require.NotContains(t, r.errOut, "read_timeout")
+	opened = nil
+	r = cli(t, "", "-store", "redis://:hunter2@127.0.0.1:"+port+"/0?read_timeout=1s", "count")
+	require.Equal(t, 1, r.code)
+	require.Equal(t, []string{"redis://:hunter2@127.0.0.1:" + port + "/0?read_timeout=1s&write_timeout=1m0s"}, opened)
+	r = cli(t, "", "-store", "redis://:hunter2@127.0.0.1:"+port+"/0?bogus=1", "count")
+	require.Equal(t, 2, r.code, r.errOut)
+	require.Contains(t, r.errOut, "bad store URL redis://:xxxxx@127.0.0.1:"+port+"/0?bogus=1: ")
+	require.NotContains(t, r.errOut, "hunter2")
+	require.NotContains(t, r.errOut, "read_timeout")
+	r = cli(t, "", "-store", "postgres://u:hunter2@127.0.0.1:"+port+"/db?sslmode=bogus", "count")
+	require.Equal(t, 2, r.code, r.errOut)
+	require.NotContains(t, r.errOut, "hunter2")
+	require.NotContains(t, r.errOut, "timeout=1m0s")
+}
+
+// TestEverySchemeHasItsClientTimeouts: a scheme storeurl gains must be
+// sorted here, or the command would keep its client's short timeouts.
+func TestEverySchemeHasItsClientTimeouts(t *testing.T) {
+	none := map[string]bool{"bbolt": true, "memory": true}
+	for _, s := range storeurl.Schemes() {
+		require.True(t, len(clientTimeouts[s]) > 0 != none[s],
+			"scheme %s: list its client timeout parameters in clientTimeouts, or say it has none", s)
+	}
+}
+
+// TestALongRevokeOutlastsTheURLsReadTimeout: on a real redis-server, the
+// revoke of a user's many sessions (one script that runs for longer than
+// the URL's default 300 ms read timeout) succeeds with a plain redis:// URL
+// and a generous -timeout, rather than failing with an i/o timeout while
+// Redis does the work.
+func TestALongRevokeOutlastsTheURLsReadTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("binds 30,000 sessions")
+	}
+	const sessions = 30000
+	srv := testserver.Redis(t)
+	url := "redis://" + srv.Addr + "/0"
+	// The seeding client waits for as long as it takes, many at a time.
+	store, closer, err := storeurl.Open(url + "?pool_size=32&pool_timeout=30s&read_timeout=30s&write_timeout=30s")
+	require.NoError(t, err)
+	defer closer.Close()
+	m, err := sessionkit.New(&sessionkit.Options{Store: store, KeyPrefix: "app:"})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < sessions; i += 32 {
+				if _, err := m.Bind(t.Context(), "", "big3", sessionkit.Client{Device: "d"}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	n, err := m.Count(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, sessions, n)
+
+	// The command reaches Redis through a link that holds each reply for
+	// 400 ms: past the default read timeout whatever the speed of this
+	// machine (here the script alone may take less than 300 ms).
+	slow := "redis://" + slowLink(t, srv.Addr, 400*time.Millisecond) + "/0"
+	start := time.Now()
+	r := cli(t, "", "-store", slow, "-prefix", "app:", "-timeout", "5m", "revoke", "-user", "big3")
+	took := time.Since(start)
+	require.Equal(t, result{0, `revoked 30000 sessions of user "big3"` + "\n", ""}, r)
+	t.Logf("revoke -user of %d sessions took %v", sessions, took)
+	n, err = m.Count(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+// slowLink forwards TCP connections to addr, holding each chunk of the
+// server's replies for delay, and returns its own address.
+func slowLink(t *testing.T, addr string, delay time.Duration) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); s.Close() })
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 {
+						time.Sleep(delay)
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				c.Close()
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
