@@ -226,8 +226,23 @@ func TestUserOperationsRoundTrips(t *testing.T) {
 			return err
 		}
 	}
+	// tick waits for Redis's clock to reach the next millisecond, so that a
+	// session created after it is strictly younger: the cap evicts the
+	// oldest by creation, and a tie would make the victim a coin toss.
+	tick := func() {
+		start, err := admin.Time(ctx).Result()
+		require.NoError(t, err)
+		for {
+			now, err := admin.Time(ctx).Result()
+			require.NoError(t, err)
+			if now.UnixMilli() > start.UnixMilli() {
+				return
+			}
+		}
+	}
 	storeNew := func(m *sessionkit.Manager, s **sessionkit.Session) func() error {
 		return func() error {
+			tick()
 			*s = m.NewSession()
 			return (*s).Set(ctx, "cart", 1)
 		}
