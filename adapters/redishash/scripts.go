@@ -353,16 +353,7 @@ return 1
 	renameScript = guarded("", `
 if redis.call('EXISTS', KEYS[2]) == 1 then return -4 end
 `+bindingIndex+indexFuncs+`
-redis.call('HSET', KEYS[2], '`+fieldRenamed+`', '')
-redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('PEXPIRE', KEYS[2], i)
-redis.call('PEXPIREAT', KEYS[2], d, 'LT')
-local e = redis.call('PEXPIRETIME', KEYS[2])
-if e > 0 then
-  redis.call('HSET', KEYS[1], '`+fieldRenamed+`', KEYS[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  redis.call('PEXPIREAT', KEYS[1], e, 'LT')
-end
+`+move("", "ARGV[1]")+`
 if idx then
   redis.pcall('ZREM', idx, KEYS[1])
   if e > 0 then indexAdd(idx, KEYS[2], d) end
@@ -407,6 +398,29 @@ if idx and type(redis.pcall('PEXPIRETIME', idx)) == 'table' then
 end
 `
 
+// move moves the record of KEYS[1] (read by guard: d, i) to KEYS[2], for
+// Rename and Bind within one slot. The first write is an HSET of a
+// placeholder under the new key (deny-oom), which RENAME replaces, keeping
+// the fields, metadata and TTL; then after runs, the record's expiry is
+// refreshed as by any use, and the marker left at the old key expires
+// after the ms in markerTTL (an ARGV) or with the record, whichever is
+// first. It leaves e, the record's expiry time (positive when it lives).
+func move(after, markerTTL string) string {
+	return `
+redis.call('HSET', KEYS[2], '` + fieldRenamed + `', '')
+redis.call('RENAME', KEYS[1], KEYS[2])
+` + after + `
+redis.call('PEXPIRE', KEYS[2], i)
+redis.call('PEXPIREAT', KEYS[2], d, 'LT')
+local e = redis.call('PEXPIRETIME', KEYS[2])
+if e > 0 then
+  redis.call('HSET', KEYS[1], '` + fieldRenamed + `', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ` + markerTTL + `)
+  redis.call('PEXPIREAT', KEYS[1], e, 'LT')
+end
+`
+}
+
 // indexFuncs defines the index helpers. An index is a sorted set: member,
 // the current key of a bound record; score, its deadline (Unix ms).
 //
@@ -431,6 +445,16 @@ local function indexAdd(idx, k, d)
     redis.call('PEXPIREAT', idx, math.max(d, tonumber(top[2])))
   end
 end
+-- capApply removes the entries past their deadline and the dead ones,
+-- and ends the evicted sessions with their entries.
+local function capApply(idx, dead, evict, now)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. now)
+  for _, k in ipairs(dead) do redis.call('ZREM', idx, k) end
+  for _, k in ipairs(evict) do
+    redis.call('DEL', k)
+    redis.call('ZREM', idx, k)
+  end
+end
 local function inFlight(k)
   local r = redis.pcall('HGET', k, '` + fieldRenamed + `')
   return type(r) == 'string' and r ~= '' and r ~= '-'
@@ -441,6 +465,39 @@ local function liveMember(idx, k)
   local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
   if not ` + valid + ` then return nil end
   return m
+end
+-- capCheck reads the index idx for a Bind of a user whose cap is max
+-- (0: none), not counting self (the session being bound, if it is
+-- already one of the user's). With a max, every entry not past its
+-- deadline is checked and counted; over the max it refuses (refused, after
+-- removing the dead entries) or picks the oldest by creation in evict.
+-- Without one, two random entries are checked, so that entries of records
+-- that idled out do not pile up between listings. Entries of sessions on
+-- their way to another user (inFlight) are neither counted nor removed.
+local function capCheck(idx, self, max, refuse, now)
+  local dead, evict = {}, {}
+  if max > 0 then
+    local alive = {}
+    for _, k in ipairs(redis.call('ZRANGEBYSCORE', idx, now, '+inf')) do
+      if k ~= self then
+        local m = liveMember(idx, k)
+        if m then alive[#alive + 1] = {tonumber(m[3]), k} elseif not inFlight(k) then dead[#dead + 1] = k end
+      end
+    end
+    if #alive >= max then
+      if refuse then
+        capApply(idx, dead, {}, now)
+        return dead, evict, true
+      end
+      table.sort(alive, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
+      for j = 1, #alive - max + 1 do evict[j] = alive[j][2] end
+    end
+  else
+    for _, k in ipairs(redis.call('ZRANDMEMBER', idx, 2)) do
+      if k ~= self and not liveMember(idx, k) and not inFlight(k) then dead[#dead + 1] = k end
+    end
+  end
+  return dead, evict, false
 end
 `
 
@@ -533,41 +590,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return -4
 end
 local t = redis.call('TYPE', KEYS[2])['ok']
-local dead, evict = {}, {}
-if t == 'zset' then
-  local max = tonumber(ARGV[4])
-  if max > 0 then
-    local alive = {}
-    for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do
-      local m = liveMember(KEYS[2], k)
-      if m then alive[#alive + 1] = {tonumber(m[3]), k} elseif not inFlight(k) then dead[#dead + 1] = k end
-    end
-    if #alive >= max then
-      if ARGV[5] == '1' then
-        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
-        for _, k in ipairs(dead) do redis.call('ZREM', KEYS[2], k) end
-        return -8
-      end
-      table.sort(alive, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
-      for j = 1, #alive - max + 1 do evict[j] = alive[j][2] end
-    end
-  else
-    for _, k in ipairs(redis.call('ZRANDMEMBER', KEYS[2], 2)) do
-      if not liveMember(KEYS[2], k) and not inFlight(k) then dead[#dead + 1] = k end
-    end
-  end
-end
+local dead, evict, refused = {}, {}, false
+if t == 'zset' then dead, evict, refused = capCheck(KEYS[2], '', tonumber(ARGV[4]), ARGV[5] == '1', now) end
+if refused then return -8 end
 redis.call('HSET', KEYS[1], '` + fieldCreated + `', c, '` + fieldDeadline + `', d, '` + fieldIdle + `', i, '` + fieldBinding + `', ARGV[6])
 ` + from(hsetFrom, "7") + `
 redis.call('PEXPIRE', KEYS[1], i)
 redis.call('PEXPIREAT', KEYS[1], d, 'LT')
 if t == 'zset' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
-  for _, k in ipairs(dead) do redis.call('ZREM', KEYS[2], k) end
-  for _, k in ipairs(evict) do
-    redis.call('DEL', k)
-    redis.call('ZREM', KEYS[2], k)
-  end
+  capApply(KEYS[2], dead, evict, now)
 elseif t ~= 'none' then
   redis.call('DEL', KEYS[2])
 end
@@ -590,52 +621,16 @@ return 1
 	bindSameScript = guarded("", bindingIndex+now+indexFuncs+`
 if redis.call('EXISTS', KEYS[2]) == 1 then return -4 end
 local t = redis.call('TYPE', KEYS[3])['ok']
-local dead, evict = {}, {}
-if t == 'zset' then
-  local max = tonumber(ARGV[1])
-  if max > 0 then
-    local alive = {}
-    for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
-      if k ~= KEYS[1] then
-        local mm = liveMember(KEYS[3], k)
-        if mm then alive[#alive + 1] = {tonumber(mm[3]), k} elseif not inFlight(k) then dead[#dead + 1] = k end
-      end
-    end
-    if #alive >= max then
-      if ARGV[2] == '1' then
-        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
-        for _, k in ipairs(dead) do redis.call('ZREM', KEYS[3], k) end
-        `+refresh+`
-        return -8
-      end
-      table.sort(alive, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
-      for j = 1, #alive - max + 1 do evict[j] = alive[j][2] end
-    end
-  else
-    for _, k in ipairs(redis.call('ZRANDMEMBER', KEYS[3], 2)) do
-      if k ~= KEYS[1] and not liveMember(KEYS[3], k) and not inFlight(k) then dead[#dead + 1] = k end
-    end
-  end
+local dead, evict, refused = {}, {}, false
+if t == 'zset' then dead, evict, refused = capCheck(KEYS[3], KEYS[1], tonumber(ARGV[1]), ARGV[2] == '1', now) end
+if refused then
+  `+refresh+`
+  return -8
 end
-redis.call('HSET', KEYS[2], '`+fieldRenamed+`', '')
-redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[2], '`+fieldBinding+`', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], i)
-redis.call('PEXPIREAT', KEYS[2], d, 'LT')
-local e = redis.call('PEXPIRETIME', KEYS[2])
-if e > 0 then
-  redis.call('HSET', KEYS[1], '`+fieldRenamed+`', KEYS[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIREAT', KEYS[1], e, 'LT')
-end
+`+move("redis.call('HSET', KEYS[2], '"+fieldBinding+"', ARGV[3])", "ARGV[4]")+`
 if idx then redis.call('ZREM', idx, KEYS[1]) end
 if t == 'zset' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
-  for _, k in ipairs(dead) do redis.call('ZREM', KEYS[3], k) end
-  for _, k in ipairs(evict) do
-    redis.call('DEL', k)
-    redis.call('ZREM', KEYS[3], k)
-  end
+  capApply(KEYS[3], dead, evict, now)
 elseif t ~= 'none' then
   redis.call('DEL', KEYS[3])
 end
