@@ -73,6 +73,11 @@ Global flags (before or after the command):
                 unless the URL sets that timeout itself: read_timeout and
                 write_timeout (redis), timeout (memcached, postgres)
 
+Environment: SESSIONKIT_USER_HASH_KEY must hold the application's
+Options.UserHashKey when it sets one (an environment variable, not a flag,
+so that it never shows in a process list): without it, ls -user and
+revoke -user find no session of the user.
+
 IDs: a session's public ID is the one users see in their list of sessions;
 its log ID is the 16 hex digits that sessionkit logs and events carry.
 
@@ -105,6 +110,7 @@ func usagef(format string, a ...any) error { return usageError{msg: fmt.Sprintf(
 type globals struct {
 	store, prefix string
 	timeout       time.Duration
+	userHashKey   []byte // $SESSIONKIT_USER_HASH_KEY: the application's Options.UserHashKey
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -115,7 +121,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 
 // run is the whole command: it returns the exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{store: os.Getenv("SESSIONKIT_STORE"), prefix: sessionkit.DefaultKeyPrefix, timeout: time.Minute}
+	g := &globals{store: os.Getenv("SESSIONKIT_STORE"), prefix: sessionkit.DefaultKeyPrefix, timeout: time.Minute,
+		userHashKey: []byte(os.Getenv("SESSIONKIT_USER_HASH_KEY"))}
 	err := dispatch(ctx, g, args, stdin, stdout, stderr)
 	var ue usageError
 	switch {
@@ -347,7 +354,7 @@ func open(ctx context.Context, g *globals) (*env, error) {
 		closer.Close()
 		return nil, fmt.Errorf("session store %s does not answer: %w", redacted, err)
 	}
-	m, err := sessionkit.New(&sessionkit.Options{Store: store, KeyPrefix: g.prefix})
+	m, err := sessionkit.New(&sessionkit.Options{Store: store, KeyPrefix: g.prefix, UserHashKey: g.userHashKey})
 	if err != nil {
 		closer.Close()
 		return nil, err

@@ -807,3 +807,29 @@ func slowLink(t *testing.T, addr string, delay time.Duration) string {
 	}()
 	return l.Addr().String()
 }
+
+// An application that keys its user hashes (Options.UserHashKey) is read
+// with the same key, from the environment.
+func TestTheUserHashKeyComesFromTheEnvironment(t *testing.T) {
+	store := memory.New(nil)
+	old := openStore
+	openStore = func(url string) (sessionkit.Store, io.Closer, error) { return store, io.NopCloser(nil), nil }
+	t.Cleanup(func() { openStore = old })
+	m, err := sessionkit.New(&sessionkit.Options{Store: store, UserHashKey: []byte("app secret")})
+	require.NoError(t, err)
+	_, err = m.Bind(t.Context(), "", "ana", sessionkit.Client{Device: "Phone"})
+	require.NoError(t, err)
+
+	t.Setenv("SESSIONKIT_USER_HASH_KEY", "")
+	r := cli(t, "", "-store", "memory://", "ls", "-user", "ana")
+	require.Equal(t, 0, r.code, r.errOut)
+	require.NotContains(t, r.out, "Phone", "without the key, the user's index is another one")
+
+	t.Setenv("SESSIONKIT_USER_HASH_KEY", "app secret")
+	r = cli(t, "", "-store", "memory://", "ls", "-user", "ana")
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Contains(t, r.out, "Phone")
+	r = cli(t, "", "-store", "memory://", "revoke", "-user", "ana")
+	require.Equal(t, 0, r.code, r.errOut)
+	require.Contains(t, r.out, "revoked 1 session")
+}
