@@ -109,8 +109,9 @@ func peek(ctx context.Context, c redis.Cmdable, keys []string) ([]sessionkit.Ses
 // round trip each, with the pipelined reads of its keys) until it holds
 // limit sessions or the walk ends; SCAN's COUNT is a hint, so a page may
 // hold a few more. The cursor is the master's address and SCAN's cursor:
-// a Cluster failover during the walk restarts the walk of the replaced
-// master's slots.
+// when that master is gone (a Cluster failover during the walk), the walk
+// starts over from the first master, so sessions may be listed twice but
+// none is skipped.
 func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]sessionkit.SessionInfo, string, error) {
 	if limit <= 0 {
 		limit = 100
@@ -127,7 +128,10 @@ func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]s
 		}
 		n, _ = slices.BinarySearchFunc(nodes, addr, func(a node, addr string) int { return strings.Compare(a.addr, addr) })
 		if n == len(nodes) || nodes[n].addr != addr {
-			pos = 0 // the master left: walk its successor from the start
+			// The master left (a Cluster failover): its slots now belong to
+			// a master whose address may sort anywhere, so walk everything
+			// again. A page may repeat sessions; none is skipped.
+			n, pos = 0, 0
 		}
 	}
 	pattern := match(prefix)
