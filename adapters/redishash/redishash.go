@@ -110,6 +110,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -162,14 +163,6 @@ func checkNames(names []string) error {
 	return nil
 }
 
-// names appends the names to args.
-func names(args []any, names []string) []any {
-	for _, n := range names {
-		args = append(args, n)
-	}
-	return args
-}
-
 // pairs appends field, value, … to args.
 func pairs(args []any, fields []sessionkit.Field) ([]any, error) {
 	for _, f := range fields {
@@ -179,6 +172,38 @@ func pairs(args []any, fields []sessionkit.Field) ([]any, error) {
 		args = append(args, f.Name, f.Value)
 	}
 	return args, nil
+}
+
+// boxedMaxFields is sessionkit.DefaultMaxFields as an argument: an int
+// over 255 put in an interface costs an allocation, and most Managers pass
+// the default to every Set.
+var boxedMaxFields any = sessionkit.DefaultMaxFields
+
+func boxMaxFields(n int) any {
+	if n == sessionkit.DefaultMaxFields {
+		return boxedMaxFields
+	}
+	return n
+}
+
+// shas holds each script's hash as an argument (*redis.Script → any), so
+// that an EVALSHA does not box it again.
+var shas sync.Map
+
+func sha(sc *redis.Script) any {
+	if v, ok := shas.Load(sc); ok {
+		return v
+	}
+	v, _ := shas.LoadOrStore(sc, any(sc.Hash()))
+	return v
+}
+
+// command returns the EVALSHA of sc on one key, with room for n arguments
+// more: the slice the client sends, built once at its final size.
+func command(sc *redis.Script, key string, n int) []any {
+	argv := make([]any, 4, 4+n)
+	argv[0], argv[1], argv[2], argv[3] = "evalsha", sha(sc), 1, key
+	return argv
 }
 
 // errRetry is Create's replyRetry: it removed a corrupt record in its way.
@@ -192,7 +217,31 @@ var (
 
 // run runs a script and turns its reply codes into errors.
 func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args ...any) (any, error) {
-	v, err := sc.Run(ctx, s.client, keys, args...).Result()
+	argv := make([]any, 3, 3+len(keys)+len(args))
+	argv[0], argv[1], argv[2] = "evalsha", sha(sc), len(keys)
+	for _, k := range keys {
+		argv = append(argv, k)
+	}
+	return s.eval(ctx, op, sc, append(argv, args...), len(keys))
+}
+
+// eval sends argv, an EVALSHA of sc (see command), and turns the reply
+// codes into errors. It does what sc.Run does without Run's copies of the
+// keys and arguments: EVALSHA, then EVAL when Redis answers NOSCRIPT.
+func (s *Store) eval(ctx context.Context, op string, sc *redis.Script, argv []any, nkeys int) (any, error) {
+	cmd := redis.NewCmd(ctx, argv...)
+	if nkeys > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	_ = s.client.Process(ctx, cmd)
+	v, err := cmd.Result()
+	if err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")) {
+		keys := make([]string, nkeys)
+		for i := range keys {
+			keys[i], _ = argv[3+i].(string)
+		}
+		v, err = sc.Eval(ctx, s.client, keys, argv[3+nkeys:]...).Result()
+	}
 	if err != nil {
 		return nil, wrap(ctx, op, err)
 	}
@@ -223,7 +272,12 @@ func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []str
 
 // status runs a script whose result is an integer.
 func (s *Store) status(ctx context.Context, op string, sc *redis.Script, key string, args ...any) (int64, error) {
-	v, err := s.run(ctx, op, sc, []string{key}, args...)
+	return s.statusOf(ctx, op, sc, append(command(sc, key, len(args)), args...))
+}
+
+// statusOf sends argv (see command) to a script whose result is an integer.
+func (s *Store) statusOf(ctx context.Context, op string, sc *redis.Script, argv []any) (int64, error) {
+	v, err := s.eval(ctx, op, sc, argv, 1)
 	if err != nil {
 		return 0, err
 	}
@@ -236,7 +290,12 @@ func (s *Store) status(ctx context.Context, op string, sc *redis.Script, key str
 
 // list runs a script whose result is an array.
 func (s *Store) list(ctx context.Context, op string, sc *redis.Script, key string, args ...any) ([]any, error) {
-	v, err := s.run(ctx, op, sc, []string{key}, args...)
+	return s.listOf(ctx, op, sc, append(command(sc, key, len(args)), args...))
+}
+
+// listOf sends argv (see command) to a script whose result is an array.
+func (s *Store) listOf(ctx context.Context, op string, sc *redis.Script, argv []any) ([]any, error) {
+	v, err := s.eval(ctx, op, sc, argv, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -251,14 +310,14 @@ func (s *Store) list(ctx context.Context, op string, sc *redis.Script, key strin
 // and deadline on Redis's clock (TIME). A corrupt key in the way is removed
 // first, at the cost of a second round trip.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
-	args, err := pairs(append(make([]any, 0, 2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
+	argv, err := pairs(append(command(createScript, key, 2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
 	if err != nil {
 		return err
 	}
 	// A corrupt record under the key is removed by the first run; the
 	// second creates. Only a key corrupted again in between gets a third.
 	for range 3 {
-		if _, err = s.status(ctx, "create", createScript, key, args...); !errors.Is(err, errRetry) {
+		if _, err = s.statusOf(ctx, "create", createScript, argv); !errors.Is(err, errRetry) {
 			return err
 		}
 	}
@@ -267,7 +326,11 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 
 // Get is sessionkit.Store.Get: one script, names read in HMGET chunks.
 func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte, error) {
-	vals, err := s.list(ctx, "get", getScript, key, names(make([]any, 0, len(fields)), fields)...)
+	argv := command(getScript, key, len(fields))
+	for _, f := range fields {
+		argv = append(argv, f)
+	}
+	vals, err := s.listOf(ctx, "get", getScript, argv)
 	if err != nil {
 		return nil, err
 	}
@@ -329,11 +392,11 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 // Set is sessionkit.Store.Set: one script whose first write is the HSET, so
 // Redis refuses it whole when over maxmemory.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
-	args, err := pairs(append(make([]any, 0, 1+2*len(fields)), maxFields), fields)
+	argv, err := pairs(append(command(setScript, key, 1+2*len(fields)), boxMaxFields(maxFields)), fields)
 	if err != nil {
 		return err
 	}
-	_, err = s.status(ctx, "set", setScript, key, args...)
+	_, err = s.statusOf(ctx, "set", setScript, argv)
 	return err
 }
 
@@ -343,7 +406,7 @@ func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFiel
 	if strings.HasPrefix(name, sessionkit.ReservedPrefix) {
 		return 0, sessionkit.ErrInvalidKey
 	}
-	v, err := s.run(ctx, "incr", incrScript, []string{key}, name, delta, maxFields)
+	v, err := s.eval(ctx, "incr", incrScript, append(command(incrScript, key, 3), name, delta, boxMaxFields(maxFields)), 1)
 	if err != nil {
 		return 0, err
 	}
@@ -380,7 +443,11 @@ func (s *Store) Delete(ctx context.Context, key string, fields ...string) error 
 	if err := checkNames(fields); err != nil {
 		return err
 	}
-	_, err := s.status(ctx, "delete", deleteScript, key, names(make([]any, 0, len(fields)), fields)...)
+	argv := command(deleteScript, key, len(fields))
+	for _, f := range fields {
+		argv = append(argv, f)
+	}
+	_, err := s.statusOf(ctx, "delete", deleteScript, argv)
 	return err
 }
 
