@@ -3,6 +3,7 @@ package sessionkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -158,7 +159,8 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			m.initFresh(s)
 		}
 		s.req = r
-		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), m.ctxKey, s)))
+		cw.ctx = sessionContext{Context: r.Context(), key: m.ctxKey, s: s}
+		next.ServeHTTP(cw, r.WithContext(&cw.ctx))
 		cw.commitOnce()
 	})
 }
@@ -200,18 +202,30 @@ func (m *Manager) requestTokens(r *http.Request, out *[maxCandidates]string) (n 
 // writeToken sets the response headers for the session's state, just
 // before the handler's response starts, and seals the session against
 // writes the client could no longer learn of.
-func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session, sent []string) {
+//
+// The header values it adds are kept in hdr, which lives as long as the
+// request, to save an allocation each.
+func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session, sent []string, hdr *[2]string) {
 	s.mu.Lock()
 	s.sealed = true
 	token, stored, issued, touched, exp, ownExpiry, destroyed, used, stale := s.token, s.stored, s.issued, s.touched, s.exp, s.ownExpiry, s.destroyed, s.used, s.stale
 	s.mu.Unlock()
 
 	h := w.Header()
-	h.Add("Vary", m.varyOn())
+	if len(h["Vary"]) == 0 {
+		hdr[0] = m.varyOn()
+		h["Vary"] = hdr[0:1:1] // h.Add's result, without its allocation
+	} else {
+		h.Add("Vary", m.varyOn())
+	}
+	noStore := func() {
+		hdr[1] = "no-store"
+		h["Cache-Control"] = hdr[1:2:2] // h.Set's result, without its allocation
+	}
 	if used {
 		// The response may carry session data: no shared cache may keep
 		// it, whatever Vary says.
-		h.Set("Cache-Control", "no-store")
+		noStore()
 	}
 	var value string
 	maxAge := 0 // until the browser closes
@@ -233,7 +247,7 @@ func (m *Manager) writeToken(w http.ResponseWriter, r *http.Request, s *Session,
 	default:
 		return
 	}
-	h.Set("Cache-Control", "no-store")
+	noStore()
 	if m.header != "" {
 		h.Set(m.header, value)
 		return
@@ -270,13 +284,34 @@ type commitWriter struct {
 	r         *http.Request
 	sent      [maxCandidates]string // the well-formed tokens the request carried
 	session   Session
+	ctx       sessionContext // the request's context, with session
+	hdr       [2]string      // the Vary and Cache-Control values writeToken adds
 	committed bool
+}
+
+// sessionContext is what context.WithValue(parent, key, s) would return,
+// kept in the commitWriter to save an allocation.
+type sessionContext struct {
+	context.Context
+	key *contextKey
+	s   *Session
+}
+
+func (c *sessionContext) Value(key any) any {
+	if k, ok := key.(*contextKey); ok && k == c.key {
+		return c.s
+	}
+	return c.Context.Value(key)
+}
+
+func (c *sessionContext) String() string {
+	return fmt.Sprint(c.Context) + ".WithValue(sessionkit.Session)"
 }
 
 func (w *commitWriter) commitOnce() {
 	if !w.committed {
 		w.committed = true
-		w.m.writeToken(w.ResponseWriter, w.r, &w.session, w.sentTokens())
+		w.m.writeToken(w.ResponseWriter, w.r, &w.session, w.sentTokens(), &w.hdr)
 	}
 }
 

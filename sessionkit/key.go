@@ -54,7 +54,20 @@ func (k Key[T]) Get(ctx context.Context, s *Session) (v T, found bool, err error
 
 // Set stores v under the key in s: see Session.Set.
 func (k Key[T]) Set(ctx context.Context, s *Session, v T) error {
-	return s.Set(ctx, k.name, v)
+	if s.m.jsonCodec && checkKey(k.name) == nil {
+		s.mu.Lock()
+		// Stores do not keep the bytes passed in, so the handle's scratch
+		// holds them.
+		if b, ok := appendJSON(s.scratch[:0], v); ok && (s.m.maxValueSize <= 0 || len(b) <= s.m.maxValueSize) {
+			defer s.mu.Unlock()
+			s.used = true
+			s.one[0] = Field{Name: k.name, Value: b}
+			defer func() { s.one[0] = Field{} }()
+			return s.writeLocked(ctx, s.one[:])
+		}
+		s.mu.Unlock()
+	}
+	return s.Set(ctx, k.name, v) // the codec, and every error, as Session.Set has them
 }
 
 // Delete removes the key from s.
@@ -161,6 +174,31 @@ func decodeAs[T any](m *Manager, key string, b []byte) (T, error) {
 		return zero, err
 	}
 	return v, nil
+}
+
+// appendJSON appends to b the default codec's bytes for the scalar kinds
+// whose JSON it can write directly (no boxing of v, no encoder), byte for
+// byte what json.Marshal writes; ok is false for everything else, which
+// goes through the codec.
+func appendJSON[T any](b []byte, v T) (_ []byte, ok bool) {
+	switch p := any(&v).(type) { // v stays on the stack
+	case *int:
+		return strconv.AppendInt(b, int64(*p), 10), true
+	case *int64:
+		return strconv.AppendInt(b, *p, 10), true
+	case *bool:
+		return strconv.AppendBool(b, *p), true
+	case *string:
+		// json.Marshal escapes <, > and &, and everything outside
+		// printable ASCII: only the rest is written here.
+		for i := 0; i < len(*p); i++ {
+			if c := (*p)[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return nil, false
+			}
+		}
+		return append(append(append(b, '"'), *p...), '"'), true
+	}
+	return nil, false
 }
 
 func (m *Manager) unmarshal(key string, b []byte, v any) error {

@@ -36,10 +36,12 @@ type Session struct {
 
 	token     string
 	key       string
-	stored    bool     // a record is believed to exist under key
-	exp       Expiry   // policy for the record when this handle creates it
-	ownExpiry bool     // exp was set by SetExpiry, not the Manager's default
-	one       [1]Field // Set's write, kept here to save an allocation
+	stored    bool      // a record is believed to exist under key
+	exp       Expiry    // policy for the record when this handle creates it
+	ownExpiry bool      // exp was set by SetExpiry, not the Manager's default
+	one       [1]Field  // Set's write, kept here to save an allocation
+	name      [1]string // a one-key read's names, kept here for the same reason
+	scratch   [32]byte  // Key.Set's encoding of a scalar, for the same reason
 
 	// Further well-formed tokens the request carried (several cookies of
 	// the session's name), tried in order when the current one is gone.
@@ -192,6 +194,11 @@ func (s *Session) Decode(ctx context.Context, key string, v any) (found bool, er
 func (s *Session) getRaws(ctx context.Context, names []string) ([][]byte, error) {
 	s.lock()
 	defer s.mu.Unlock()
+	return s.getRawsLocked(ctx, names)
+}
+
+// getRawsLocked is getRaws with s.mu held.
+func (s *Session) getRawsLocked(ctx context.Context, names []string) ([][]byte, error) {
 	if !s.stored {
 		return nil, s.detachedErr()
 	}
@@ -206,12 +213,17 @@ func (s *Session) getRaws(ctx context.Context, names []string) ([][]byte, error)
 	return vals, nil
 }
 
-// getRaw returns the stored bytes of key, nil if it is not set.
+// getRaw returns the stored bytes of key, nil if it is not set. Stores do
+// not keep the names slice, so it is s.name.
 func (s *Session) getRaw(ctx context.Context, key string) ([]byte, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	vals, err := s.getRaws(ctx, []string{key})
+	s.lock()
+	defer s.mu.Unlock()
+	s.name[0] = key
+	vals, err := s.getRawsLocked(ctx, s.name[:])
+	s.name[0] = ""
 	if err != nil || vals == nil {
 		return nil, err
 	}
@@ -224,6 +236,11 @@ func (s *Session) Set(ctx context.Context, key string, value any) error {
 	if err != nil {
 		return err
 	}
+	return s.setField(ctx, f)
+}
+
+// setField writes one encoded field, as Set does.
+func (s *Session) setField(ctx context.Context, f Field) error {
 	s.lock()
 	defer s.mu.Unlock()
 	s.one[0] = f
