@@ -334,7 +334,6 @@ func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte
 	if err != nil {
 		return nil, err
 	}
-	vals = vals[metaArgs:] // guard's HMGET read the metadata first
 	out := make([][]byte, len(vals))
 	for i, v := range vals {
 		if str, ok := v.(string); ok {

@@ -103,9 +103,6 @@ redis.call('PEXPIRE', KEYS[1], i)
 redis.call('PEXPIREAT', KEYS[1], d, 'LT')
 `
 
-// metaArgs is the number of HMGET arguments guard reads before EXTRA.
-const metaArgs = 5
-
 // now reads Redis's clock in Unix ms.
 const now = `
 local t = redis.call('TIME')
@@ -172,11 +169,14 @@ redis.call('PEXPIREAT', KEYS[1], now + ARGV[2], 'LT')
 return 1
 `)
 
-	// ARGV: field, … ; the reply is guard's five metadata values (the
-	// binding blanked: it is not the caller's), then the values asked for,
-	// in order.
+	// ARGV: field, … ; the reply is the values asked for, in order. Guard's
+	// five metadata values are shifted out of m in place: every value
+	// replied costs the client an allocation or two, and these are not the
+	// caller's.
 	getScript = guarded(firstNames, from(hmgetRest, "996")+refresh+`
-m[5] = false
+local n = #m
+for j = 6, n do m[j - 5] = m[j] end
+for j = math.max(n - 4, 1), n do m[j] = nil end
 return m`)
 
 	getAllScript = guarded("", refresh+`return redis.call('HGETALL', KEYS[1])`)
