@@ -212,13 +212,43 @@ const sweepBatch = 1000
 // cleared. The background sweeper calls
 // it; tests and operators may too.
 func (s *Store) Sweep() (int, error) {
+	n, err := s.sweepDue(bucketExpiry, func(tx *bolt.Tx, entry []byte, now int64) error {
+		// The entry goes whatever it points at; lookup removes what
+		// expired or is damaged, and an entry that was stale (its key
+		// lives on under another expiry) is put back as it should be.
+		idx := tx.Bucket(bucketExpiry)
+		if err := idx.Delete(entry); err != nil {
+			return err
+		}
+		key := entry[8:]
+		e, ok, err := lookup(tx, key, now)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return idx.Put(indexKey(e.expires(), key), e.indexValue())
+		}
+		return nil
+	})
+	if err == nil {
+		var m int
+		m, err = s.sweepIndexes()
+		n += m
+	}
+	return n, wrap(context.Background(), "sweep", err)
+}
+
+// sweepDue hands each entry of the expiry bucket b (keys: a big-endian
+// Unix ms, then the key) that has come due to each, in transactions of at
+// most sweepBatch entries, until none is due; it returns how many it
+// handed. each must remove the entry (or move it later).
+func (s *Store) sweepDue(b []byte, each func(tx *bolt.Tx, entry []byte, now int64) error) (int, error) {
 	total := 0
 	for {
 		n := 0
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			now := ms(s.now())
-			idx := tx.Bucket(bucketExpiry)
-			c := idx.Cursor()
+			c := tx.Bucket(b).Cursor()
 			var due [][]byte
 			for k, _ := c.First(); k != nil && n < sweepBatch; k, _ = c.Next() {
 				if int64(binary.BigEndian.Uint64(k)) > now {
@@ -228,32 +258,15 @@ func (s *Store) Sweep() (int, error) {
 				n++
 			}
 			for _, entry := range due {
-				// The entry goes whatever it points at; lookup removes what
-				// expired or is damaged, and an entry that was stale (its key
-				// lives on under another expiry) is put back as it should be.
-				if err := idx.Delete(entry); err != nil {
+				if err := each(tx, entry, now); err != nil {
 					return err
-				}
-				key := entry[8:]
-				e, ok, err := lookup(tx, key, now)
-				if err != nil {
-					return err
-				}
-				if ok {
-					if err := idx.Put(indexKey(e.expires(), key), e.indexValue()); err != nil {
-						return err
-					}
 				}
 			}
 			return nil
 		})
 		total += n
-		if err != nil {
-			return total, wrap(context.Background(), "sweep", err)
-		}
-		if n < sweepBatch {
-			n, err := s.sweepIndexes()
-			return total + n, wrap(context.Background(), "sweep", err)
+		if err != nil || n < sweepBatch {
+			return total, err
 		}
 	}
 }

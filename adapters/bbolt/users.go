@@ -629,61 +629,40 @@ func under(tx *bolt.Tx, prefix []byte, buckets ...[]byte) [][]byte {
 // what they still list that is dead, in batches; it returns how many index
 // deadlines came due.
 func (s *Store) sweepIndexes() (int, error) {
-	total := 0
-	for {
-		n := 0
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			now := ms(s.now())
-			exp := tx.Bucket(bucketUserExpiry)
-			c := exp.Cursor()
-			var due [][]byte
-			for k, _ := c.First(); k != nil && n < sweepBatch; k, _ = c.Next() {
-				if int64(binary.BigEndian.Uint64(k)) > now {
-					break
-				}
-				due = append(due, bytes.Clone(k))
-				n++
-			}
-			for _, entry := range due {
-				if err := exp.Delete(entry); err != nil {
-					return err
-				}
-				idx := entry[8:]
-				if d := int64At(tx.Bucket(bucketUserDue).Get(idx)); d == int64(binary.BigEndian.Uint64(entry)) {
-					if err := tx.Bucket(bucketUserDue).Delete(idx); err != nil {
-						return err
-					}
-				} else if d != 0 {
-					continue // a stale entry: the index is due later
-				}
-				// Every session the index listed is past its deadline, unless
-				// SetExpiry or damage says otherwise: keep what still lives.
-				var latest int64
-				for _, k := range members(tx, idx) {
-					e, _, ok, err := member(tx, idx, k, now)
-					if err != nil {
-						return err
-					}
-					if ok {
-						if err := tx.Bucket(bucketUsers).Bucket(idx).Put(k, int64Bytes(e.m.deadline())); err != nil {
-							return err
-						}
-						latest = max(latest, e.m.deadline())
-					}
-				}
-				if latest == 0 {
-					if err := dropIndex(tx, idx); err != nil {
-						return err
-					}
-				} else if err := raiseDue(tx, idx, latest); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		total += n
-		if err != nil || n < sweepBatch {
-			return total, err
+	return s.sweepDue(bucketUserExpiry, func(tx *bolt.Tx, entry []byte, now int64) error {
+		if err := tx.Bucket(bucketUserExpiry).Delete(entry); err != nil {
+			return err
 		}
-	}
+		idx := entry[8:]
+		if d := int64At(tx.Bucket(bucketUserDue).Get(idx)); d == int64(binary.BigEndian.Uint64(entry)) {
+			if err := tx.Bucket(bucketUserDue).Delete(idx); err != nil {
+				return err
+			}
+		} else if d != 0 {
+			return nil // a stale entry: the index is due later
+		}
+		// Every session the index listed is past its deadline, unless
+		// SetExpiry or damage says otherwise: keep what still lives.
+		var latest int64
+		for _, k := range members(tx, idx) {
+			e, _, ok, err := member(tx, idx, k, now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if err := tx.Bucket(bucketUsers).Bucket(idx).Put(k, int64Bytes(e.m.deadline())); err != nil {
+					return err
+				}
+				latest = max(latest, e.m.deadline())
+			}
+		}
+		if latest == 0 {
+			if err := dropIndex(tx, idx); err != nil {
+				return err
+			}
+		} else if err := raiseDue(tx, idx, latest); err != nil {
+			return err
+		}
+		return nil
+	})
 }
