@@ -201,6 +201,14 @@ const (
 	maxInt64 = `9223372036854775807`
 )
 
+// markerCTE leaves at the old key ($1) the marker of a record that a
+// previous CTE, moved, gave the new key ($2): Rename and Bind.
+var markerCTE = `marker AS (INSERT INTO {p}sessions (key, created, idle, absolute, expires, sweep_after, nfields, renamed_to, record)
+		SELECT $1, now(), {marker_ttl}, {marker_ttl}, least(now() + {marker_ttl}, expires),
+			` + sweepAfter(`least(now() + {marker_ttl}, expires)`) + `, 0, $2, id
+		FROM moved
+		RETURNING 1),`
+
 // sweepAfter is sweep_after for an expiry e.
 func sweepAfter(e string) string { return binStart + e + binEnd }
 
@@ -362,11 +370,7 @@ func newQueries(prefix string) *queries {
 		FROM s WHERE t.id = s.id AND s.here AND NOT EXISTS (SELECT FROM dst WHERE live)
 			AND (SELECT count(*) FROM gone) >= 0 -- after gone
 		RETURNING t.id, t.created, t.idle, t.absolute, t.expires),
-	marker AS (INSERT INTO {p}sessions (key, created, idle, absolute, expires, sweep_after, nfields, renamed_to, record)
-		SELECT $1, now(), {marker_ttl}, {marker_ttl}, least(now() + {marker_ttl}, expires),
-			` + sweepAfter(`least(now() + {marker_ttl}, expires)`) + `, 0, $2, id
-		FROM moved
-		RETURNING 1),
+	` + markerCTE + `
 	` + durableCTE + `
 	SELECT CASE WHEN EXISTS (SELECT FROM marker) THEN 0 WHEN (SELECT here FROM s) THEN 3 ELSE ` + status + ` END FROM durable`,
 
@@ -497,11 +501,7 @@ func (q *queries) userStatements() {
 		FROM s WHERE t.id = s.id AND (SELECT go FROM ok)
 			AND (SELECT count(*) FROM gone) >= 0 -- after gone
 		RETURNING t.id, t.expires),
-	marker AS (INSERT INTO {p}sessions (key, created, idle, absolute, expires, sweep_after, nfields, renamed_to, record)
-		SELECT $1, now(), {marker_ttl}, {marker_ttl}, least(now() + {marker_ttl}, expires),
-			` + sweepAfter(`least(now() + {marker_ttl}, expires)`) + `, 0, $2, id
-		FROM moved
-		RETURNING 1),
+	` + markerCTE + `
 	` + durableCTE + `
 	SELECT CASE WHEN EXISTS (SELECT FROM marker) THEN 0
 		WHEN (SELECT here FROM s) AND EXISTS (SELECT FROM dst WHERE live) THEN 3
