@@ -107,8 +107,11 @@ func (m *Manager) UserIndex(user string) string {
 	return m.prefix + "{" + userTag(h) + "}u:" + tokenEncoding.EncodeToString(h[:])
 }
 
-// checkUser refuses a user ID that the index could not keep faithfully.
-func checkUser(user string) error {
+// CheckUserID returns an error matching ErrInvalidUser for a user ID that
+// Bind and the user calls refuse: empty, longer than MaxUserIDLength, not
+// UTF-8, or holding a control or format character. Tools that take user
+// IDs (cmd/sessionkit) check with it before any store call.
+func CheckUserID(user string) error {
 	switch {
 	case user == "":
 		return fmt.Errorf("%w: empty", ErrInvalidUser)
@@ -119,7 +122,7 @@ func checkUser(user string) error {
 	case strings.IndexFunc(user, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) >= 0:
 		// Format characters too: a right-to-left override would make a
 		// listing or a log line lie about whose session it is.
-		return fmt.Errorf("%w: %q holds a control or format character", ErrInvalidUser, user)
+		return fmt.Errorf("%w: %q holds a control character or a format character", ErrInvalidUser, user)
 	}
 	return nil
 }
@@ -204,7 +207,7 @@ func (m *Manager) binding(user string, c Client, exp Expiry) Binding {
 // RefuseLogin it returns ErrTooManySessions and changes nothing. A token
 // that another request renewed returns ErrRenewed.
 func (m *Manager) Bind(ctx context.Context, token, user string, c Client) (string, error) {
-	if err := checkUser(user); err != nil {
+	if err := CheckUserID(user); err != nil {
 		return "", err
 	}
 	if token != "" && !validToken(token) {
@@ -249,7 +252,7 @@ func (m *Manager) Bind(ctx context.Context, token, user string, c Client) (strin
 // was. As for Renew, a concurrent login through the same session returns
 // ErrRenewed to all but one.
 func (s *Session) Bind(ctx context.Context, user string) error {
-	if err := checkUser(user); err != nil {
+	if err := CheckUserID(user); err != nil {
 		return err
 	}
 	u, err := s.m.users()
@@ -336,7 +339,7 @@ func (s *Session) Info(ctx context.Context) (SessionInfo, error) {
 // with the context of a request served by the middleware, it marks that
 // request's session Current.
 func (m *Manager) UserSessions(ctx context.Context, user string) ([]UserSession, error) {
-	if err := checkUser(user); err != nil {
+	if err := CheckUserID(user); err != nil {
 		return nil, err
 	}
 	u, err := m.users()
@@ -379,7 +382,7 @@ func sortByCreation(s []UserSession) {
 // that is not one of user's live sessions returns ErrNotFound: one user
 // cannot end another's session.
 func (m *Manager) RevokeSession(ctx context.Context, user, id string) error {
-	if err := checkUser(user); err != nil {
+	if err := CheckUserID(user); err != nil {
 		return err
 	}
 	if id == "" {
@@ -405,7 +408,7 @@ func (m *Manager) RevokeSession(ctx context.Context, user, id string) error {
 // no session bound to user before the call can be used again. Call it when
 // the account changes (password, e-mail, disabling it).
 func (m *Manager) RevokeUser(ctx context.Context, user, except string) (int, error) {
-	if err := checkUser(user); err != nil {
+	if err := CheckUserID(user); err != nil {
 		return 0, err
 	}
 	u, err := m.users()

@@ -25,8 +25,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/sessionkit/sessionkit/sessionkit"
 	"github.com/sessionkit/sessionkit/storeurl"
@@ -679,15 +677,12 @@ func userSessions(ctx context.Context, e *env, user string) ([]sessionkit.Sessio
 // checkUser refuses, as a usage error, a user ID that no session can be
 // bound to (the Manager's rules: see sessionkit.ErrInvalidUser).
 func checkUser(user string) error {
-	switch {
-	case user == "":
+	if user == "" {
 		return usagef("empty user ID (-user '')")
-	case len(user) > sessionkit.MaxUserIDLength:
-		return usagef("user ID of %d bytes: the limit is %d", len(user), sessionkit.MaxUserIDLength)
-	case !utf8.ValidString(user):
-		return usagef("user ID %q is not UTF-8", user)
-	case strings.IndexFunc(user, unicode.IsControl) >= 0:
-		return usagef("user ID %q holds a control character", user)
+	}
+	if err := sessionkit.CheckUserID(user); err != nil {
+		// The Manager's own rule, not a copy of it.
+		return usagef("%s", strings.TrimPrefix(err.Error(), "sessionkit: "))
 	}
 	return nil
 }
