@@ -212,7 +212,8 @@ var managerCases = []testCase{
 		require.NoError(e, s.Set(e.ctx, "a", 1))
 		key := m.StorageKey(s.Token())
 		tag := s.Token()[:4]
-		require.Regexp(e, `^myapp:sess:\{`+regexp.QuoteMeta(tag)+`\}[A-Za-z0-9_-]{43}$`, key, "the token's tag is the key's Cluster hash tag")
+		require.Regexp(e, `^myapp:sess:\{`+regexp.QuoteMeta(tag)+`\}[A-Za-z0-9_-]{43}(\.[0-9a-z]{1,10}){3}$`, key, "the token's tag is the key's Cluster hash tag, its policy the key's end")
+		require.Equal(e, s.Token()[48:], key[len(key)-len(s.Token())+48:], "the key ends with the token's policy")
 		require.NotContains(e, key, s.Token()[5:])
 		e.requireExpiryWithin(key, e.expiry().Idle)
 	}},

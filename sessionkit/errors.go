@@ -51,6 +51,12 @@ var (
 	// ErrInvalidUser: a user ID is empty, longer than MaxUserIDLength, not
 	// UTF-8, or holds a control or format character (such as U+202E).
 	ErrInvalidUser = errors.New("sessionkit: invalid user ID")
+	// ErrClockSkew: a store refused to create a record under a key whose
+	// Policy names a creation time further from the store's clock than it
+	// accepts (redishash: 1 s). Nothing was written. The Manager then
+	// stores the session under a token without a policy, and reports the
+	// error to Options.OnError: the application server's clock needs NTP.
+	ErrClockSkew = errors.New("sessionkit: the application server's clock is too far from the store's")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("sessionkit: store closed")
 )

@@ -220,8 +220,11 @@ func (m *Manager) Store() Store { return m.store }
 func (m *Manager) Expiry() Expiry { return m.expiry }
 
 // StorageKey returns the key under which the store keeps the session of
-// token: the prefix and a one-way hash of the token. It is not a secret
-// and cannot be turned back into the token.
+// token: the prefix, the token's tag as a hash tag, a one-way hash of the
+// token, and the expiry policy the token carries (see Policy), if any. It
+// is not a secret and cannot be turned back into the token. A store may
+// keep the record under the key without its policy (redishash does): see
+// KeyPolicy.
 func (m *Manager) StorageKey(token string) string { return storageKey(m.prefix, token) }
 
 // NewSession returns a handle on a new session with a fresh token. Nothing

@@ -283,7 +283,18 @@ func (s *Session) create(ctx context.Context, fields []Field) error {
 	if s.ended {
 		return ErrRevoked
 	}
-	if err := s.m.store.Create(ctx, s.key, fields, s.exp); err != nil {
+	// The token gets its policy now, when the store checks its creation
+	// time; it was never sent before the session was stored.
+	s.token = withPolicy(s.token, newPolicy(s.m.now(), s.exp))
+	s.key = s.m.StorageKey(s.token)
+	err := s.m.store.Create(ctx, s.key, fields, s.exp)
+	if errors.Is(err, ErrClockSkew) {
+		s.m.storeError(ctx, s.token, err)
+		s.token = s.token[:TokenLength]
+		s.key = s.m.StorageKey(s.token)
+		err = s.m.store.Create(ctx, s.key, fields, s.exp)
+	}
+	if err != nil {
 		s.m.storeError(ctx, s.token, err)
 		return err
 	}
@@ -531,7 +542,7 @@ func (s *Session) Renew(ctx context.Context) error {
 	}
 	var token, key string
 	err := s.call(ctx, func(old string) error {
-		token = renewToken(tokenTag(s.token)) // the same tag: the same Cluster slot
+		token = renewToken(s.token) // the same tag (the same Cluster slot) and policy
 		key = s.m.StorageKey(token)
 		return s.m.store.Rename(ctx, old, key)
 	})

@@ -70,6 +70,7 @@ func (i SessionInfo) LastSeen() time.Time {
 // build. Operators can match a log line to a stored session with it.
 func KeyLogID(key string) string {
 	const hashLen = 43 // base64url of a SHA-256
+	key, _, _ = KeyPolicy(key)
 	if len(key) < hashLen {
 		return ""
 	}
@@ -79,6 +80,14 @@ func KeyLogID(key string) string {
 		return ""
 	}
 	return hex.EncodeToString(h[:8])
+}
+
+// sameKey reports whether two storage keys name one record, with or
+// without their policy (a store may list its keys without it).
+func sameKey(a, b string) bool {
+	a, _, _ = KeyPolicy(a)
+	b, _, _ = KeyPolicy(b)
+	return a == b
 }
 
 // userHash is the one-way hash of a user ID that keys its index: an
@@ -218,21 +227,20 @@ func (m *Manager) Bind(ctx context.Context, token, user string, c Client) (strin
 		return "", err
 	}
 	b := m.binding(user, c, m.expiry)
-	newTok := renewToken(userTag(m.userHash(user)))
-	newKey := m.StorageKey(newTok)
-	oldKey := ""
+	tag := userTag(m.userHash(user))
+	var newTok string
 	if token != "" {
-		oldKey = m.StorageKey(token)
+		newTok = m.bindToken(tag, token, m.expiry)
+		err = u.Bind(ctx, m.StorageKey(token), m.StorageKey(newTok), b)
 	}
-	err = u.Bind(ctx, oldKey, newKey, b)
-	if errors.Is(err, ErrNotFound) && oldKey != "" {
-		m.emit(ctx, EventGone, token, "", nil)
-		// A fresh token: the failed move may have left something (a
+	if token == "" || errors.Is(err, ErrNotFound) {
+		if token != "" {
+			m.emit(ctx, EventGone, token, "", nil)
+			token = ""
+		}
+		// A fresh token: a failed move may have left something (a
 		// tombstone) under the one it meant to use.
-		newTok = renewToken(userTag(m.userHash(user)))
-		newKey = m.StorageKey(newTok)
-		token, oldKey = "", ""
-		err = u.Bind(ctx, "", newKey, b)
+		newTok, err = m.bindNew(ctx, u, tag, m.expiry, b)
 	}
 	if err != nil {
 		m.storeError(ctx, newTok, err)
@@ -240,6 +248,30 @@ func (m *Manager) Bind(ctx context.Context, token, user string, c Client) (strin
 	}
 	m.emit(ctx, EventBound, newTok, token, nil)
 	return newTok, nil
+}
+
+// bindToken returns a fresh token under tag for a Bind of the session of
+// token, with its policy.
+func (m *Manager) bindToken(tag, token string, exp Expiry) string {
+	if token == "" {
+		return withPolicy(tokenUnder(tag, ""), newPolicy(m.now(), exp))
+	}
+	return tokenUnder(tag, token)
+}
+
+// bindNew binds a new session under a fresh token under tag, whose policy
+// says exp from now, and returns the token. When the store finds the
+// application server's clock too far from its own (ErrClockSkew), the
+// token carries no policy.
+func (m *Manager) bindNew(ctx context.Context, u Users, tag string, exp Expiry, b Binding) (string, error) {
+	token := m.bindToken(tag, "", exp)
+	err := u.Bind(ctx, "", m.StorageKey(token), b)
+	if errors.Is(err, ErrClockSkew) {
+		m.storeError(ctx, token, err)
+		token = token[:TokenLength]
+		err = u.Bind(ctx, "", m.StorageKey(token), b)
+	}
+	return token, err
 }
 
 // Bind ties the request's session to user and renews its token, in one
@@ -274,15 +306,12 @@ func (s *Session) Bind(ctx context.Context, user string) error {
 	b := s.m.binding(user, c, s.exp)
 	tag := userTag(s.m.userHash(user))
 	var token, key, old string
-	// Each attempt gets a fresh token: a failed move may have left
-	// something (a tombstone) under the one it meant to use.
-	fresh := func() {
-		token = renewToken(tag)
-		key = s.m.StorageKey(token)
-	}
 	if s.stored {
+		// Each attempt gets a fresh token: a failed move may have left
+		// something (a tombstone) under the one it meant to use.
 		err = s.call(ctx, func(k string) error {
-			fresh()
+			token = tokenUnder(tag, s.token)
+			key = s.m.StorageKey(token)
 			return u.Bind(ctx, k, key, b)
 		})
 		if err != nil {
@@ -293,11 +322,11 @@ func (s *Session) Bind(ctx context.Context, user string) error {
 		}
 	}
 	if !s.stored { // never stored, or gone: bind a new session
-		fresh()
-		if err := u.Bind(ctx, "", key, b); err != nil {
+		if token, err = s.m.bindNew(ctx, u, tag, s.exp, b); err != nil {
 			s.m.storeError(ctx, token, err)
 			return err
 		}
+		key = s.m.StorageKey(token)
 	}
 	s.m.emit(ctx, EventBound, token, old, nil)
 	s.token, s.key, s.stored, s.issued, s.touched = token, key, true, true, true
@@ -362,7 +391,7 @@ func (m *Manager) UserSessions(ctx context.Context, user string) ([]UserSession,
 	for _, i := range infos {
 		out = append(out, UserSession{
 			ID: i.ID, Created: i.Created, LastSeen: i.LastSeen(), Expires: i.Expires,
-			Device: i.Device, IP: i.IP, Current: i.Key == current,
+			Device: i.Device, IP: i.IP, Current: sameKey(i.Key, current),
 		})
 	}
 	sortByCreation(out)

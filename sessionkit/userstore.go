@@ -34,7 +34,9 @@ type Binding struct {
 // SessionInfo describes one stored session, for listings. Times are on the
 // store's clock.
 type SessionInfo struct {
-	// Key is the storage key: a hash of the token, never the token.
+	// Key is the storage key: a hash of the token, never the token. A
+	// store that keeps records under the key without its policy (see
+	// KeyPolicy) lists them that way.
 	Key string
 	// ID, User, Device and IP are the session's binding; all are empty
 	// for a session bound to no user.

@@ -57,12 +57,6 @@ func checkCorruptShapes(t *testing.T, client *redis.Client) {
 		"a list":                func(k string) error { client.Del(ctx, k); return client.RPush(ctx, k, "x").Err() },
 		// Shaped like a Rename marker, but not one Rename leaves: these
 		// must not answer ErrRenewed for ever.
-		"marker field on a live session, no expiry": func(k string) error {
-			if err := client.HSet(ctx, k, "__sk_r", "session:{corrupt}x").Err(); err != nil {
-				return err
-			}
-			return client.Persist(ctx, k).Err()
-		},
 		"empty marker": func(k string) error { client.Del(ctx, k); return client.HSet(ctx, k, "__sk_r", "").Err() },
 		"marker without expiry": func(k string) error {
 			client.Del(ctx, k)
@@ -95,6 +89,54 @@ func checkCorruptShapes(t *testing.T, client *redis.Client) {
 		require.NoError(t, err)
 		require.Equal(t, map[string][]byte{"b": []byte("2")}, all, "Create over %s kept nothing of it", shape)
 	}
+}
+
+// TestStrayMarkerFieldOnALiveRecordIsIgnored: a marker field hand-added
+// to a record whose metadata is intact does not make it a marker. The
+// scripts do not look for it on a live record (a field that is missing
+// costs a scan of the whole record: see guard), so the record stays live:
+// every operation works, none answers ErrRenewed, the first one gives the
+// key its TTL back, field counts leave the stray field out, and Destroy
+// does not follow it to the key it names.
+func TestStrayMarkerFieldOnALiveRecordIsIgnored(t *testing.T) {
+	onBothBackends(t, func(t *testing.T, client *redis.Client) {
+		ctx := t.Context()
+		store := redishash.New(client, nil)
+		exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
+		stray := func(k, target string) {
+			require.NoError(t, store.Create(ctx, k, []sessionkit.Field{{Name: "a", Value: []byte("1")}}, exp))
+			require.NoError(t, client.HSet(ctx, k, "__sk_r", target).Err())
+			require.NoError(t, client.Persist(ctx, k).Err())
+		}
+		n := 0
+		for op, run := range operationsOn(store) {
+			n++
+			k := fmt.Sprintf("session:{stray}%d", n)
+			stray(k, "session:{stray}x")
+			require.NoError(t, run(ctx, k), op)
+			live := k
+			if op == "Rename" {
+				live = k + "-renamed"
+			}
+			ttl := client.PTTL(ctx, live).Val()
+			require.True(t, ttl > 0 && ttl <= time.Hour, "%s left %s with TTL %v", op, live, ttl)
+		}
+
+		k, target := "session:{stray}counted", "session:{stray}target"
+		require.NoError(t, store.Create(ctx, target, nil, exp))
+		stray(k, target)
+		l, err := store.Len(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, 1, l, "Len counts the stray field")
+		require.NoError(t, store.Set(ctx, k, []sessionkit.Field{{Name: "b", Value: []byte("2")}}, 2), "the stray field counts against maxFields")
+		keys, err := store.Keys(ctx, k)
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"a", "b"}, keys)
+		require.NoError(t, store.Destroy(ctx, k))
+		require.Zero(t, client.Exists(ctx, k).Val())
+		_, err = store.Len(ctx, target)
+		require.NoError(t, err, "Destroy followed the stray field to the key it names")
+	})
 }
 
 // operationsOn are the store calls on an existing record, as in the suite.
@@ -223,7 +265,9 @@ func TestKeyLayoutIsAsDocumented(t *testing.T) {
 	require.NoError(t, store.Rename(ctx, "session:{AbCd}old", "session:{AbCd}new"))
 	marker, err := client.HGetAll(ctx, "session:{AbCd}old").Result()
 	require.NoError(t, err)
-	require.Equal(t, map[string]string{"__sk_r": "session:{AbCd}new"}, marker)
+	expireAt, err := client.Do(ctx, "PEXPIRETIME", "session:{AbCd}old").Int64()
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"__sk_r": "session:{AbCd}new", "__sk_x": strconv.FormatInt(expireAt, 10)}, marker, "the marker names the new key and keeps its own expiry time")
 	ttl, err := client.PTTL(ctx, "session:{AbCd}old").Result()
 	require.NoError(t, err)
 	require.Positive(t, ttl)

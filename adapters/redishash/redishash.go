@@ -126,6 +126,8 @@ const (
 	fieldCreated  = sessionkit.ReservedPrefix + "c" // creation, Unix ms on Redis's clock
 	fieldRenamed  = sessionkit.ReservedPrefix + "r" // in a marker: the key the record moved to
 	fieldBinding  = sessionkit.ReservedPrefix + "b" // in a bound record: index, ID, user, device, IP
+
+	fieldMarkerExpiry = sessionkit.ReservedPrefix + "x" // in a marker: its expiry time, Unix ms
 )
 
 // Options configures a Store. It has no settings today (the clock is
@@ -135,6 +137,7 @@ type Options struct{}
 // Store is a sessionkit.Store on Redis hashes.
 type Store struct {
 	client redis.UniversalClient
+	fast   fastState
 }
 
 var _ sessionkit.Store = (*Store)(nil)
@@ -266,6 +269,8 @@ func (s *Store) eval(ctx context.Context, op string, sc *redis.Script, argv []an
 		return nil, errOverflow
 	case replyCap:
 		return nil, sessionkit.ErrTooManySessions
+	case replySkew:
+		return nil, sessionkit.ErrClockSkew
 	}
 	return nil, wrap(ctx, op, fmt.Errorf("unexpected reply %d", n))
 }
@@ -310,7 +315,12 @@ func (s *Store) listOf(ctx context.Context, op string, sc *redis.Script, argv []
 // and deadline on Redis's clock (TIME). A corrupt key in the way is removed
 // first, at the cost of a second round trip.
 func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Field, exp sessionkit.Expiry) error {
-	argv, err := pairs(append(command(createScript, key, 2+2*len(fields)), ms(exp.Idle), ms(exp.Absolute)), fields)
+	var created any = ""
+	key, p, ok := sessionkit.KeyPolicy(key)
+	if ok {
+		created = p.Created
+	}
+	argv, err := pairs(append(command(createScript, key, 3+2*len(fields)), ms(exp.Idle), ms(exp.Absolute), created), fields)
 	if err != nil {
 		return err
 	}
@@ -326,6 +336,12 @@ func (s *Store) Create(ctx context.Context, key string, fields []sessionkit.Fiel
 
 // Get is sessionkit.Store.Get: one script, names read in HMGET chunks.
 func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte, error) {
+	key, p, ok := sessionkit.KeyPolicy(key)
+	if ok {
+		if out, done, err := s.fastGet(ctx, key, p, fields); done {
+			return out, err
+		}
+	}
 	argv := command(getScript, key, len(fields))
 	for _, f := range fields {
 		argv = append(argv, f)
@@ -345,6 +361,7 @@ func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte
 
 // GetAll is sessionkit.Store.GetAll: one script (HGETALL), metadata left out.
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
+	key = base(key)
 	vals, err := s.list(ctx, "getall", getAllScript, key)
 	if err != nil {
 		return nil, err
@@ -363,6 +380,7 @@ func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, erro
 
 // Keys is sessionkit.Store.Keys: one script (HKEYS), metadata left out.
 func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
+	key = base(key)
 	vals, err := s.list(ctx, "keys", keysScript, key)
 	if err != nil {
 		return nil, err
@@ -378,12 +396,14 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 
 // Has is sessionkit.Store.Has: one script.
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
+	key = base(key)
 	n, err := s.status(ctx, "has", hasScript, key, name)
 	return n == 1, err
 }
 
 // Len is sessionkit.Store.Len: one script (HLEN less the metadata).
 func (s *Store) Len(ctx context.Context, key string) (int, error) {
+	key = base(key)
 	n, err := s.status(ctx, "len", lenScript, key)
 	return int(n), err
 }
@@ -391,9 +411,17 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 // Set is sessionkit.Store.Set: one script whose first write is the HSET, so
 // Redis refuses it whole when over maxmemory.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
+	key, p, ok := sessionkit.KeyPolicy(key)
 	argv, err := pairs(append(command(setScript, key, 1+2*len(fields)), boxMaxFields(maxFields)), fields)
 	if err != nil {
 		return err
+	}
+	if ok && len(fields) > 0 {
+		old, done, err := s.fastSet(ctx, key, p, fields, maxFields)
+		if done {
+			return err
+		}
+		return s.setFix(ctx, key, fields, old, maxFields)
 	}
 	_, err = s.statusOf(ctx, "set", setScript, argv)
 	return err
@@ -402,6 +430,7 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 // Incr is sessionkit.Store.Incr: one script whose first write is HINCRBY
 // (deny-oom), so Redis refuses it whole when over maxmemory.
 func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
+	key = base(key)
 	if strings.HasPrefix(name, sessionkit.ReservedPrefix) {
 		return 0, sessionkit.ErrInvalidKey
 	}
@@ -423,6 +452,7 @@ func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFiel
 // Pop is sessionkit.Store.Pop: one script; it works when Redis is out of
 // memory, as Delete does.
 func (s *Store) Pop(ctx context.Context, key, name string) ([]byte, error) {
+	key = base(key)
 	if strings.HasPrefix(name, sessionkit.ReservedPrefix) {
 		return nil, sessionkit.ErrInvalidKey
 	}
@@ -439,6 +469,7 @@ func (s *Store) Pop(ctx context.Context, key, name string) ([]byte, error) {
 
 // Delete is sessionkit.Store.Delete: one script, names deleted in HDEL chunks.
 func (s *Store) Delete(ctx context.Context, key string, fields ...string) error {
+	key = base(key)
 	if err := checkNames(fields); err != nil {
 		return err
 	}
@@ -453,12 +484,14 @@ func (s *Store) Delete(ctx context.Context, key string, fields ...string) error 
 // Clear is sessionkit.Store.Clear: one script that rewrites the hash with
 // only its metadata, whatever the session's size.
 func (s *Store) Clear(ctx context.Context, key string) error {
+	key = base(key)
 	_, err := s.status(ctx, "clear", clearScript, key)
 	return err
 }
 
 // Touch is sessionkit.Store.Touch: one script; the time left is PTTL's.
 func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
+	key = base(key)
 	n, err := s.status(ctx, "touch", touchScript, key)
 	return time.Duration(n) * time.Millisecond, err
 }
@@ -466,6 +499,7 @@ func (s *Store) Touch(ctx context.Context, key string) (time.Duration, error) {
 // SetExpiry is sessionkit.Store.SetExpiry: one script; the new deadline
 // counts from the creation time, on Redis's clock.
 func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry) error {
+	key = base(key)
 	_, err := s.status(ctx, "setexpiry", setExpiryScript, key, ms(exp.Idle), ms(exp.Absolute))
 	return err
 }
@@ -473,6 +507,7 @@ func (s *Store) SetExpiry(ctx context.Context, key string, exp sessionkit.Expiry
 // Rename is one script on both keys, which the Manager gives the same hash
 // tag: on Redis Cluster, keys in different slots fail with CROSSSLOT.
 func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
+	oldKey, newKey = base(oldKey), base(newKey)
 	_, err := s.run(ctx, "rename", renameScript, []string{oldKey, newKey}, sessionkit.RenewMarkerTTL.Milliseconds())
 	return err
 }
@@ -480,6 +515,7 @@ func (s *Store) Rename(ctx context.Context, oldKey, newKey string) error {
 // Destroy removes the key and, while it finds markers, the keys they name:
 // one round trip per key.
 func (s *Store) Destroy(ctx context.Context, key string) error {
+	key = base(key)
 	followed := "0"
 	for key != "" {
 		next, err := destroyScript.Run(ctx, s.client, []string{key}, followed).Text()

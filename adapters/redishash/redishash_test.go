@@ -17,9 +17,16 @@ import (
 )
 
 // ttlOf reads a key's TTL with PTTL, which does not refresh it.
+// recordKey is the Redis key of the record behind a storage key: the key
+// without the policy it may carry (sessionkit.KeyPolicy).
+func recordKey(key string) string {
+	k, _, _ := sessionkit.KeyPolicy(key)
+	return k
+}
+
 func ttlOf(client redis.UniversalClient) func(context.Context, string) (time.Duration, bool, error) {
 	return func(ctx context.Context, key string) (time.Duration, bool, error) {
-		ms, err := client.Do(ctx, "PTTL", key).Int64()
+		ms, err := client.Do(ctx, "PTTL", recordKey(key)).Int64()
 		switch {
 		case err != nil:
 			return 0, false, err
@@ -34,7 +41,7 @@ func ttlOf(client redis.UniversalClient) func(context.Context, string) (time.Dur
 
 func hset(client redis.UniversalClient) func(context.Context, string, string, []byte) error {
 	return func(ctx context.Context, key, field string, value []byte) error {
-		return client.HSet(ctx, key, field, value).Err()
+		return client.HSet(ctx, recordKey(key), field, value).Err()
 	}
 }
 
@@ -43,6 +50,7 @@ func hset(client redis.UniversalClient) func(context.Context, string, string, []
 // no meaning for a hash: any bytes are a valid field value.
 func corrupt(client redis.UniversalClient) func(context.Context, string, adaptertest.Corruption) error {
 	return func(ctx context.Context, key string, kind adaptertest.Corruption) error {
+		key = recordKey(key)
 		switch kind {
 		case adaptertest.MetadataRemoved:
 			if err := client.HDel(ctx, key, "__sk_d", "__sk_i", "__sk_c").Err(); err != nil {

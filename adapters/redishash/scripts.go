@@ -3,6 +3,7 @@ package redishash
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -48,7 +49,12 @@ const (
 	replyNotInt   = -6 // Incr found a field that does not hold an int64; nothing written
 	replyOverflow = -7 // Incr's result would leave int64; nothing written
 	replyCap      = -8 // Bind would exceed Binding.Max under Refuse; nothing written
+	replySkew     = -9 // Create or Bind got a creation time too far from Redis's clock; nothing written
 )
+
+// maxSkew bounds how far the creation time of a key's policy may be from
+// Redis's clock when the record is created.
+const maxSkew = time.Second
 
 // valid is true when the metadata strings d, i and c parse as positive
 // integers below 10^15, the only values the scripts write (Unix ms and ms).
@@ -57,45 +63,72 @@ const valid = `(d and i and c and d % 1 == 0 and i % 1 == 0 and c % 1 == 0 and
   d > 0 and i > 0 and c > 0 and d < 1e15 and i < 1e15 and c < 1e15)`
 
 // guard starts every script on an existing record. One HMGET reads the
-// metadata, the marker field, the binding and the first names of EXTRA (an
-// HMGET argument list) into m, through pcall so that a key of another type
-// reads as an error instead of failing the script. It returns RENEWED on a
-// marker and NOTFOUND on a missing or corrupt record, which it deletes (DEL
-// of a missing key is a no-op), and leaves the deadline, idle timeout and
-// creation in d, i and c otherwise, the binding (false if unbound) in m[5],
-// and in meta the number of metadata fields the record holds (3, or 4 with
-// a binding), which field counts leave out. It writes nothing on a live
-// record.
+// metadata and the first names of EXTRA (an HMGET argument list) into m,
+// through pcall so that a key of another type reads as an error instead of
+// failing the script. It leaves the deadline, idle timeout and creation in
+// d, i and c, and the names' values from m[4] on. On anything but a live
+// record it returns: RENEWED on a marker, NOTFOUND on a missing or corrupt
+// record, which it deletes (DEL of a missing key is a no-op). It writes
+// nothing on a live record.
+//
+// The HMGET names only fields a live record has. Redis finds a field of a
+// small hash (listpack) by scanning it from the start, so a field that is
+// missing costs a scan of the whole record, and the metadata, which Create
+// writes first, costs almost nothing: looking up the marker field and the
+// binding too made every script on a session of ten 64-byte values cost
+// about 1.3 times as much Redis CPU (measured, redis-server 7.0). The
+// marker field is read only when the metadata is missing, the binding only
+// by the scripts that need it (binding, metaCount).
 var guard = `
-local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `', '` + fieldBinding + `'EXTRA)
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `'EXTRA)
 if m.err then
-  redis.call('DEL', KEYS[1])
-  return -1
-end
-if m[4] then
-` + markerCheck("-3") + `
   redis.call('DEL', KEYS[1])
   return -1
 end
 local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
 if not ` + valid + ` then
+  if not m[1] and not m[2] and not m[3] then
+    local r = redis.call('HGET', KEYS[1], '` + fieldRenamed + `')
+    if r then
+` + markerCheck("-3") + `
+    end
+  end
   redis.call('DEL', KEYS[1])
   return -1
 end
-local meta = m[5] and 4 or 3
 `
 
-// markerCheck returns reply when the HMGET m of KEYS[1] shows a marker as
-// Rename leaves it: a target, no metadata, and an expiry within
-// RenewMarkerTTL. Anything else shaped like one (a hand edit, a PERSIST) is
+// binding reads a live record's binding into b (false if unbound).
+const binding = `
+local b = redis.call('HGET', KEYS[1], '` + fieldBinding + `')
+`
+
+// metaCount is the number of reserved fields of a live record, which field
+// counts leave out: the metadata, a binding, and a marker field that a hand
+// edit may have added (guard does not look for it).
+const metaCount = `(3 + redis.call('HEXISTS', KEYS[1], '` + fieldBinding + `') + redis.call('HEXISTS', KEYS[1], '` + fieldRenamed + `'))`
+
+// markerCheck returns reply when r, the marker field of KEYS[1], which has
+// no metadata, shows a marker as Rename leaves it: a target and an expiry
+// within RenewMarkerTTL. A marker keeps its expiry time in a field too
+// (markerExpiry), which it first restores: a plain PEXPIRE of the fast path
+// may have stretched it (see fast.go); a time already past removes it. Anything else shaped like one (a hand edit, a PERSIST) is
 // corrupt, not a lasting ErrRenewed: the code after it removes the key.
 func markerCheck(reply string) string {
 	return `
-  if m[4] ~= '' and not m[1] and not m[2] then
+  if r ~= '' then
+    local x = tonumber(redis.call('HGET', KEYS[1], '` + fieldMarkerExpiry + `'))
+    if x then redis.call('PEXPIREAT', KEYS[1], x, 'LT') end
     local ttl = redis.call('PTTL', KEYS[1])
     if ttl > 0 and ttl <= ` + strconv.FormatInt(sessionkit.RenewMarkerTTL.Milliseconds(), 10) + ` then return ` + reply + ` end
   end`
 }
+
+// markerExpiry writes the expiry time of the marker at KEYS[1], which has
+// just got its TTL, into the marker (see markerCheck).
+const markerExpiry = `
+redis.call('HSET', KEYS[1], '` + fieldMarkerExpiry + `', redis.call('PEXPIRETIME', KEYS[1]))
+`
 
 // refresh sets the TTL to min(idle, deadline - now) on Redis's clock.
 const refresh = `
@@ -136,21 +169,24 @@ func from(snippet, first string) string { return strings.Replace(snippet, "FROM"
 
 // firstNames is guard's EXTRA for scripts whose ARGV are all names: as many
 // as fit in one HMGET of at most 1000 arguments; hmgetRest reads the rest.
-const firstNames = ", unpack(ARGV, 1, math.min(#ARGV, 995))"
+const firstNames = ", unpack(ARGV, 1, math.min(#ARGV, 997))"
 
 func guarded(extra, body string) *redis.Script {
 	return redis.NewScript(strings.Replace(guard, "EXTRA", extra, 1) + body)
 }
 
 var (
-	// ARGV: idle ms, absolute ms, field, value, … A key that holds a live
+	// ARGV: idle ms, absolute ms, creation (Unix ms of the key's policy,
+	// or '' for Redis's clock), field, value, … A key that holds a live
 	// record or a marker is taken; a corrupt one is removed and the client
-	// runs the script again, so that HSET stays the first write.
+	// runs the script again, so that HSET stays the first write. A
+	// creation further than 1 s from Redis's clock is refused (SKEW).
 	createScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `', '` + fieldRenamed + `')
   if not m.err then
     if m[4] then
+      local r = m[4]
 ` + markerCheck("-4") + `
     else
       local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
@@ -161,8 +197,13 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return -5
 end
 ` + now + `
-local n = math.min(#ARGV, 996)
-redis.call('HSET', KEYS[1], '` + fieldCreated + `', now, '` + fieldDeadline + `', now + ARGV[2], '` + fieldIdle + `', ARGV[1], unpack(ARGV, 3, n))
+if ARGV[3] ~= '' then
+  local c = tonumber(ARGV[3])
+  if math.abs(c - now) > ` + strconv.FormatInt(maxSkew.Milliseconds(), 10) + ` then return -9 end
+  now = c
+end
+local n = math.min(#ARGV, 997)
+redis.call('HSET', KEYS[1], '` + fieldCreated + `', now, '` + fieldDeadline + `', now + ARGV[2], '` + fieldIdle + `', ARGV[1], unpack(ARGV, 4, n))
 ` + from(hsetFrom, "n + 1") + `
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], now + ARGV[2], 'LT')
@@ -170,13 +211,13 @@ return 1
 `)
 
 	// ARGV: field, … ; the reply is the values asked for, in order. Guard's
-	// five metadata values are shifted out of m in place: every value
+	// three metadata values are shifted out of m in place: every value
 	// replied costs the client an allocation or two, and these are not the
 	// caller's.
-	getScript = guarded(firstNames, from(hmgetRest, "996")+refresh+`
+	getScript = guarded(firstNames, from(hmgetRest, "998")+refresh+`
 local n = #m
-for j = 6, n do m[j - 5] = m[j] end
-for j = math.max(n - 4, 1), n do m[j] = nil end
+for j = 4, n do m[j - 3] = m[j] end
+for j = math.max(n - 2, 1), n do m[j] = nil end
 return m`)
 
 	getAllScript = guarded("", refresh+`return redis.call('HGETALL', KEYS[1])`)
@@ -185,11 +226,11 @@ return m`)
 
 	// ARGV: field
 	hasScript = guarded(", ARGV[1]", refresh+`
-if m[6] then return 1 end
+if m[4] then return 1 end
 return 0
 `)
 
-	lenScript = guarded("", refresh+`return redis.call('HLEN', KEYS[1]) - meta`)
+	lenScript = guarded("", refresh+`return redis.call('HLEN', KEYS[1]) - `+metaCount)
 
 	// ARGV: max fields (0: no limit), field, value, …
 	// HSET is the first write (see the top of the file). One field: HSET,
@@ -201,14 +242,14 @@ return 0
 local max = tonumber(ARGV[1])
 if #ARGV == 3 then
   local added = redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-  if max > 0 and added == 1 and redis.call('HLEN', KEYS[1]) - meta > max then
+  if max > 0 and added == 1 and redis.call('HLEN', KEYS[1]) - `+metaCount+` > max then
     redis.call('HDEL', KEYS[1], ARGV[2])
     `+refresh+`
     return -2
   end
 else
   if max > 0 then
-    local n = redis.call('HLEN', KEYS[1]) - meta
+    local n = redis.call('HLEN', KEYS[1]) - `+metaCount+`
     if n + (#ARGV - 1) / 2 > max then
       for j = 2, #ARGV, 2 do
         if redis.call('HEXISTS', KEYS[1], ARGV[j]) == 0 then n = n + 1 end
@@ -225,8 +266,35 @@ end
 return 1
 `)
 
+	// After the fast path's MULTI for a Set (see fast.go) found no live
+	// record of the key's policy, or a field count perhaps over the limit.
+	// ARGV: max fields (0: no limit), then field, value, '1' if the field
+	// was new, for each field written. On a key without metadata (a marker,
+	// or the hash the HSET made where no record was) the fields are removed
+	// first; then the guard answers as for any operation (a marker gets
+	// its own expiry back). On a live record the expiry is refreshed from
+	// its own metadata; over the limit, the fields the write added are
+	// removed again, each only if it still holds the value written, and
+	// the reply is TOOMANY.
+	setFixScript = redis.NewScript(`
+if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
+  for j = 2, #ARGV, 3 do redis.call('HDEL', KEYS[1], ARGV[j]) end
+end
+` + strings.Replace(guard, "EXTRA", "", 1) + refresh + `
+local max = tonumber(ARGV[1])
+if max > 0 and redis.call('HLEN', KEYS[1]) - ` + metaCount + ` > max then
+  for j = 2, #ARGV, 3 do
+    if ARGV[j + 2] == '1' and redis.call('HGET', KEYS[1], ARGV[j]) == ARGV[j + 1] then
+      redis.call('HDEL', KEYS[1], ARGV[j])
+    end
+  end
+  return -2
+end
+return 1
+`)
+
 	// ARGV: field, delta, max fields (0: no limit). Guard's HMGET reads the
-	// field's current value into m[6].
+	// field's current value into m[4].
 	//
 	// HINCRBY is the first write, and deny-oom (see the top of the file);
 	// it runs through pcall so that its refusals become reply codes: a
@@ -246,11 +314,11 @@ return 1
 	//     the result the other (the signs read from the decimal text, not
 	//     from Lua's doubles); the old value is then put back.
 	//   - HINCRBY's integer reply becomes a Lua double, exact only up to
-	//     2^53, so the result is read back as text with HGET and returned
-	//     as a string, for the client to parse.
+	//     2^53, so a result beyond is read back as text with HGET; the
+	//     reply is the result as a string, for the client to parse.
 	incrScript = guarded(", ARGV[1]", `
-local old, max = m[6], tonumber(ARGV[3])
-if not old and max > 0 and redis.call('HLEN', KEYS[1]) - meta >= max then
+local old, max = m[4], tonumber(ARGV[3])
+if not old and max > 0 and redis.call('HLEN', KEYS[1]) - `+metaCount+` >= max then
   `+refresh+`
   return -2
 end
@@ -279,7 +347,12 @@ if type(r) == 'table' then
   end
   return r
 end
-local new = redis.call('HGET', KEYS[1], ARGV[1])
+local new = r
+if r > -9007199254740992 and r < 9007199254740992 then
+  new = string.format('%d', r)
+else
+  new = redis.call('HGET', KEYS[1], ARGV[1])
+end
 local function neg(x) return string.sub(x, 1, 1) == '-' end
 if old and neg(old) == neg(ARGV[2]) and neg(new) ~= neg(old) then
   redis.call('HSET', KEYS[1], ARGV[1], old)
@@ -290,13 +363,13 @@ end
 return new
 `)
 
-	// ARGV: field. Guard's HMGET reads the value into m[6]; the reply is
+	// ARGV: field. Guard's HMGET reads the value into m[4]; the reply is
 	// an empty array for a missing field, else the value in an array (a
 	// nil reply would be indistinguishable from an error for go-redis).
 	popScript = guarded(", ARGV[1]", `
-if m[6] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if m[4] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 `+refresh+`
-if m[6] then return {m[6]} end
+if m[4] then return {m[4]} end
 return {}
 `)
 
@@ -306,10 +379,10 @@ return {}
 	// Clear rewrites the hash with only its metadata (the binding
 	// included): O(1) script work whatever the session's size (DEL frees
 	// the fields).
-	clearScript = guarded("", `
+	clearScript = guarded("", binding+`
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '`+fieldDeadline+`', m[1], '`+fieldIdle+`', m[2], '`+fieldCreated+`', m[3])
-if m[5] then redis.call('HSET', KEYS[1], '`+fieldBinding+`', m[5]) end
+redis.call('HSET', KEYS[1], '`+fieldCreated+`', m[3], '`+fieldDeadline+`', m[1], '`+fieldIdle+`', m[2])
+if b then redis.call('HSET', KEYS[1], '`+fieldBinding+`', b) end
 `+refresh+`
 return 1
 `)
@@ -368,30 +441,32 @@ return 1
 	// still on its way there (Bind's second step, on another slot, has not
 	// run yet): a tombstone, a marker naming "-", takes the key for
 	// RenewMarkerTTL, so that the session cannot land after the Destroy
-	// returned. Destroy stops at a tombstone.
+	// returned. Destroy stops at a tombstone, and does not follow a marker
+	// field on a record that has metadata (a hand edit: see guard).
 	destroyScript = redis.NewScript(`
-local m = redis.pcall('HMGET', KEYS[1], '` + fieldRenamed + `', '` + fieldBinding + `')
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldRenamed + `', '` + fieldBinding + `', '` + fieldDeadline + `')
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], '` + fieldRenamed + `', '-')
   redis.call('PEXPIRE', KEYS[1], ` + strconv.FormatInt(sessionkit.RenewMarkerTTL.Milliseconds(), 10) + `)
+` + markerExpiry + `
   return false
 end
 redis.call('DEL', KEYS[1])
 if m.err then return false end
 local idx = m[2] and string.match(m[2], '^([^\n]+)\n')
 if idx then redis.pcall('ZREM', idx, KEYS[1]) end
-if m[1] and m[1] ~= '-' then return m[1] end
+if m[1] and m[1] ~= '-' and not m[3] then return m[1] end
 return false
 `)
 )
 
-// bindingIndex reads the index out of guard's m[5] into idx (nil for an
+// bindingIndex reads the binding into b and its index into idx (nil for an
 // unbound record). Its PEXPIRETIME is the script's first access to the
 // index: on Redis Cluster, an index in another slot than the record (only a
 // hand edit makes one) is refused there, and the record, corrupt, is
 // removed and reads as gone.
-const bindingIndex = `
-local idx = m[5] and string.match(m[5], '^([^\n]+)\n')
+const bindingIndex = binding + `
+local idx = b and string.match(b, '^([^\n]+)\n')
 if idx and type(redis.pcall('PEXPIRETIME', idx)) == 'table' then
   redis.call('DEL', KEYS[1])
   return -1
@@ -417,6 +492,7 @@ if e > 0 then
   redis.call('HSET', KEYS[1], '` + fieldRenamed + `', KEYS[2])
   redis.call('PEXPIRE', KEYS[1], ` + markerTTL + `)
   redis.call('PEXPIREAT', KEYS[1], e, 'LT')
+` + markerExpiry + `
 end
 `
 }
@@ -535,12 +611,13 @@ end
 `
 
 // info is the reply of Info and of Scan for one live record (guard's m,
-// d): its binding (nil if unbound), creation, expiry (PEXPIRETIME; the
-// deadline for a key a hand edit left without TTL) and idle timeout.
+// d, and its binding b): its binding (nil if unbound), creation, expiry
+// (PEXPIRETIME; the deadline for a key a hand edit left without TTL) and
+// idle timeout.
 const info = `
 local e = redis.call('PEXPIRETIME', KEYS[1])
 if e < 0 then e = d end
-return {m[5], m[3], e, m[2]}
+return {b, m[3], e, m[2]}
 `
 
 var (
@@ -561,13 +638,16 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '`+fieldRenamed+`', ARGV[1])
 if ttl < 0 or ttl > tonumber(ARGV[2]) then ttl = ARGV[2] end
 redis.call('PEXPIRE', KEYS[1], ttl)
+`+markerExpiry+`
 return all
 `)
 
 	// Bind, step 2, on the new key and the user's index (one hash tag, so
-	// one slot). ARGV: idle ms, creation ('' for a new record: now), deadline
-	// (for a new record: the absolute lifetime, counted from now), max, '1'
-	// to refuse over max, binding, field, value, …
+	// one slot). ARGV: idle ms, creation ('' for a new record: now; for a
+	// new record under a key's policy, '~' and its creation, refused with
+	// SKEW beyond 1 s of Redis's clock), deadline (for a new record: the
+	// absolute lifetime, counted from the creation), max, '1' to refuse
+	// over max, binding, field, value, …
 	//
 	// Reads first: the clock, the new key (taken: EXISTS), and the index.
 	// With a max, every entry not past its deadline is checked (a live
@@ -582,6 +662,10 @@ return all
 local i, c, d = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if ARGV[2] == '' then
   c, d = now, now + d
+elseif string.sub(ARGV[2], 1, 1) == '~' then
+  c = tonumber(string.sub(ARGV[2], 2))
+  if math.abs(c - now) > ` + strconv.FormatInt(maxSkew.Milliseconds(), 10) + ` then return -9 end
+  d = c + d
 elseif d <= now then
   return -1
 end
@@ -724,7 +808,7 @@ return n
 
 	// Info: the guard (a marker answers RENEWED, which Info reports as not
 	// found), then info. Nothing is refreshed.
-	infoScript = guarded("", info)
+	infoScript = guarded("", binding+info)
 
 	// Scan and Count, on each key SCAN found: info for a live record, 0
 	// for anything else (a marker, a corrupt record, a hash that is not
@@ -734,6 +818,7 @@ local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle 
 if m.err or m[4] then return 0 end
 local d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
 if not ` + valid + ` then return 0 end
+local b = m[5]
 ` + info)
 
 	// DestroyAll, on each key SCAN found: it deletes a record (1 if it

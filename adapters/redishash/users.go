@@ -52,6 +52,8 @@ func bindingValue(b sessionkit.Binding) (string, error) {
 // marker leads nowhere), never duplicates it. With oldKey "" it is step 2
 // alone, one round trip.
 func (s *Store) Bind(ctx context.Context, oldKey, newKey string, b sessionkit.Binding) error {
+	oldKey = base(oldKey)
+	newKey, p, hinted := sessionkit.KeyPolicy(newKey)
 	bound, err := bindingValue(b)
 	if err != nil {
 		return err
@@ -62,7 +64,11 @@ func (s *Store) Bind(ctx context.Context, oldKey, newKey string, b sessionkit.Bi
 	}
 	keys := []string{newKey, b.Index}
 	if oldKey == "" {
-		_, err := s.run(ctx, "bind", bindInScript, keys, ms(b.Expiry.Idle), "", ms(b.Expiry.Absolute), b.Max, refuse, bound)
+		created := ""
+		if hinted {
+			created = "~" + strconv.FormatInt(p.Created, 10)
+		}
+		_, err := s.run(ctx, "bind", bindInScript, keys, ms(b.Expiry.Idle), created, ms(b.Expiry.Absolute), b.Max, refuse, bound)
 		return err
 	}
 	if tag := hashTag(newKey); tag != "" && hashTag(oldKey) == tag && hashTag(b.Index) == tag {
@@ -172,6 +178,7 @@ func (s *Store) Revoke(ctx context.Context, index string, ids []string, except s
 // Info is sessionkit.Users.Info: one script that reads the record without
 // refreshing it.
 func (s *Store) Info(ctx context.Context, key string) (sessionkit.SessionInfo, error) {
+	key = base(key)
 	vals, err := s.list(ctx, "info", infoScript, key)
 	if errors.Is(err, sessionkit.ErrRenewed) {
 		return sessionkit.SessionInfo{}, sessionkit.ErrNotFound

@@ -445,7 +445,7 @@ func TestBoundSessionsDoNotLeak(t *testing.T) {
 	base := used()
 	start := time.Now()
 	last := bindMany(idle, "leaky")
-	keep := []string{long.StorageKey(bindManyOne(t, long, "leaky")), long.StorageKey(bindManyOne(t, long, "leaky"))}
+	keep := []string{recordKey(long.StorageKey(bindManyOne(t, long, "leaky"))), recordKey(long.StorageKey(bindManyOne(t, long, "leaky")))}
 	index := idle.UserIndex("leaky")
 	peakEntries := client.ZCard(ctx, index).Val()
 	peakIndex, peakUsed := usage(index), used()
@@ -461,7 +461,7 @@ func TestBoundSessionsDoNotLeak(t *testing.T) {
 	// Once the short sessions are gone, the index still lists them (no
 	// one used it), until the next listing.
 	waitKeys(3) // the two live sessions and the index
-	require.Zero(t, client.Exists(ctx, idle.StorageKey(last)).Val())
+	require.Zero(t, client.Exists(ctx, recordKey(idle.StorageKey(last))).Val())
 	goneEntries, goneIndex, goneUsed := client.ZCard(ctx, index).Val(), usage(index), used()
 	start, busy = time.Now(), evalTime(t, client)
 	l, err = long.UserSessions(ctx, "leaky")
@@ -511,7 +511,7 @@ func TestUserLayoutIsAsDocumented(t *testing.T) {
 	require.NoError(t, err)
 	tok, err := m.Bind(ctx, "", "ana", sessionkit.Client{Device: "Firefox/140", IP: "192.0.2.1"})
 	require.NoError(t, err)
-	key, index := m.StorageKey(tok), m.UserIndex("ana")
+	key, index := recordKey(m.StorageKey(tok)), m.UserIndex("ana")
 	tag := "{" + tok[:4] + "}"
 	require.True(t, strings.HasPrefix(key, "session:"+tag), key)
 	require.True(t, strings.HasPrefix(index, "session:"+tag+"u:"), index)
