@@ -514,6 +514,27 @@ var managerCases = []testCase{
 		require.NoError(e, err)
 		require.WithinDuration(e, e.now().Add(remember.Idle), at, e.unit())
 	}},
+	{"SetExpiryOfAStoredSessionIssuesATokenWithItsPolicy", func(e *env) {
+		m := e.manager(sessionkit.Options{IdleTimeout: 5 * e.unit()})
+		s := m.NewSession()
+		require.NoError(e, s.Set(e.ctx, "a", 1))
+		old := s.Token()
+		_, p, ok := sessionkit.KeyPolicy(m.StorageKey(old))
+		require.True(e, ok, "a stored session's key carries its policy")
+		remember := sessionkit.Expiry{Idle: 50 * e.unit(), Absolute: 100 * e.unit()}
+		require.NoError(e, s.SetExpiry(e.ctx, remember))
+		require.NotEqual(e, old, s.Token(), "the token carries the policy: it changes with it")
+		_, q, ok := sessionkit.KeyPolicy(m.StorageKey(s.Token()))
+		require.True(e, ok)
+		require.Equal(e, sessionkit.Policy{Created: p.Created, Idle: remember.Idle.Milliseconds(), Absolute: remember.Absolute.Milliseconds()}, q)
+		_, err := e.load(m, old).Get(e.ctx, "a")
+		require.ErrorIs(e, err, sessionkit.ErrRenewed, "the old token stops working, as after Renew")
+		r := e.load(m, s.Token())
+		require.Equal(e, 1, get(e, r, sessionkit.NewKey[int]("a")))
+		ttl, ok := e.ttl(m.StorageKey(s.Token()))
+		require.True(e, ok)
+		require.Greater(e, ttl, 40*e.unit(), "the new idle timeout holds")
+	}},
 	{"HandEditedValuesAreReadBack", func(e *env) {
 		if e.h.SetRaw == nil {
 			e.Skip("the harness has no SetRaw")

@@ -640,6 +640,7 @@ var userCases = []testCase{
 		tok := e.bind(m, "uma", "")
 		s := e.load(m, tok)
 		require.NoError(e, s.SetExpiry(e.ctx, sessionkit.Expiry{Idle: 20 * e.unit(), Absolute: 40 * e.unit()}))
+		tok = s.Token() // the token carries the policy: SetExpiry issued a new one
 		index := m.UserIndex("uma")
 		if ttl, ok := e.ttl(index); ok {
 			require.Greater(e, ttl, 20*e.unit(), "the index lives as long as its longest session")

@@ -556,6 +556,13 @@ func (s *Session) Renew(ctx context.Context) error {
 
 // SetExpiry overrides the expiry policy of this session, as for "remember
 // me". The lifetime still counts from the session's creation.
+//
+// A stored session's token carries its policy (see Policy), so SetExpiry
+// then gives it a new token, as Renew does: a second store operation (a
+// Rename), after which the old token answers ErrRenewed. If that step
+// fails, the new policy holds all the same, under the old token; a store
+// that uses the policy in the key (redishash) then serves that token more
+// slowly (two round trips per read).
 func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
 	if err := checkExpiry(exp); err != nil {
 		return err
@@ -569,9 +576,28 @@ func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
 		if err := s.call(ctx, func(k string) error { return s.m.store.SetExpiry(ctx, k, exp) }); err != nil {
 			return err // the policy did not change: the cookie must not say it did
 		}
+		if p, ok := parsePolicy(s.token[min(len(s.token), TokenLength):]); ok && s.stored {
+			s.reissue(ctx, Policy{Created: p.Created, Idle: newPolicy(time.Time{}, exp).Idle, Absolute: newPolicy(time.Time{}, exp).Absolute})
+		}
 	}
 	s.exp, s.ownExpiry = exp, true
 	return nil
+}
+
+// reissue moves the stored session to a new token carrying p, after
+// SetExpiry changed its policy. A failure leaves the session under its
+// old token, which still works: it is reported, not returned.
+func (s *Session) reissue(ctx context.Context, p Policy) {
+	token := withPolicy(renewToken(s.token), p)
+	key := s.m.StorageKey(token)
+	if err := s.m.store.Rename(ctx, s.key, key); err != nil {
+		if !errors.Is(err, ErrRenewed) && !errors.Is(err, ErrNotFound) {
+			s.m.storeError(ctx, s.token, err)
+		}
+		return
+	}
+	s.m.emit(ctx, EventRenewed, token, s.token, nil)
+	s.token, s.key, s.issued = token, key, true
 }
 
 // ExpiresAt refreshes the session's idle timeout and returns when the

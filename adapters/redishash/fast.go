@@ -145,13 +145,13 @@ func (s *Store) txPipeline() redis.Pipeliner {
 // false when Set must run setFixScript, which answers for what the MULTI
 // found and puts right what it did.
 func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fields []sessionkit.Field, maxFields int) (old []any, done bool, err error) {
-	get := make([]any, 4, 4+len(fields))
+	args := make([]any, 6+3*len(fields)) // HMGET's arguments, then HSET's
+	get, set := args[:4+len(fields)], args[4+len(fields):]
 	get[0], get[1], get[2], get[3] = "hmget", key, fieldDeadline, fieldIdle
-	set := make([]any, 2, 2+2*len(fields))
 	set[0], set[1] = "hset", get[1]
-	for _, f := range fields {
-		get = append(get, f.Name)
-		set = append(set, f.Name, f.Value)
+	for j, f := range fields {
+		name := any(f.Name)
+		get[4+j], set[2+2*j], set[3+2*j] = name, name, f.Value
 	}
 	hm := redis.NewSliceCmd(ctx, get...)
 	hs := redis.NewIntCmd(ctx, set...)

@@ -166,6 +166,16 @@ func checkNames(names []string) error {
 	return nil
 }
 
+// checkFields refuses field names that would overwrite the metadata.
+func checkFields(fields []sessionkit.Field) error {
+	for _, f := range fields {
+		if strings.HasPrefix(f.Name, sessionkit.ReservedPrefix) {
+			return sessionkit.ErrInvalidKey
+		}
+	}
+	return nil
+}
+
 // pairs appends field, value, … to args.
 func pairs(args []any, fields []sessionkit.Field) ([]any, error) {
 	for _, f := range fields {
@@ -412,16 +422,19 @@ func (s *Store) Len(ctx context.Context, key string) (int, error) {
 // Redis refuses it whole when over maxmemory.
 func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, maxFields int) error {
 	key, p, ok := sessionkit.KeyPolicy(key)
-	argv, err := pairs(append(command(setScript, key, 1+2*len(fields)), boxMaxFields(maxFields)), fields)
-	if err != nil {
-		return err
-	}
 	if ok && len(fields) > 0 {
+		if err := checkFields(fields); err != nil {
+			return err
+		}
 		old, done, err := s.fastSet(ctx, key, p, fields, maxFields)
 		if done {
 			return err
 		}
 		return s.setFix(ctx, key, fields, old, maxFields)
+	}
+	argv, err := pairs(append(command(setScript, key, 1+2*len(fields)), boxMaxFields(maxFields)), fields)
+	if err != nil {
+		return err
 	}
 	_, err = s.statusOf(ctx, "set", setScript, argv)
 	return err

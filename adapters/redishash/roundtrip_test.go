@@ -110,7 +110,8 @@ func TestEachSessionOperationIsOneRoundTrip(t *testing.T) {
 		{"Pop of a missing key", 1, func(s *sessionkit.Session) error { _, err := s.Pop(ctx, "n", new(int)); return err }},
 		{"Delete", 1, func(s *sessionkit.Session) error { return s.Delete(ctx, "c", "d") }},
 		{"ExpiresAt", 1, func(s *sessionkit.Session) error { _, err := s.ExpiresAt(ctx); return err }},
-		{"SetExpiry", 1, func(s *sessionkit.Session) error {
+		// The script, then a Rename to a token that carries the new policy.
+		{"SetExpiry", 2, func(s *sessionkit.Session) error {
 			return s.SetExpiry(ctx, sessionkit.Expiry{Idle: 3600e9, Absolute: 7200e9})
 		}},
 		{"Renew", 1, func(s *sessionkit.Session) (err error) {
@@ -255,7 +256,7 @@ func TestUserOperationsRoundTrips(t *testing.T) {
 		{"Get on a bound session", 1, nil, func() error { _, err := bound.Get(ctx, "cart"); return err }},
 		{"Set on a bound session", 1, nil, func() error { return bound.Set(ctx, "cart", 2) }},
 		{"Renew of a bound session", 1, nil, func() error { return bound.Renew(ctx) }},
-		{"SetExpiry of a bound session", 1, nil, func() error {
+		{"SetExpiry of a bound session", 2, nil, func() error { // then a Rename, as above
 			return bound.SetExpiry(ctx, sessionkit.Expiry{Idle: time.Hour, Absolute: 48 * time.Hour})
 		}},
 		{"Bind over the cap, evicting the oldest", 1, bindNew(capped, nil), bindNew(capped, nil)},
