@@ -443,9 +443,14 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 // Incr is sessionkit.Store.Incr: one script whose first write is HINCRBY
 // (deny-oom), so Redis refuses it whole when over maxmemory.
 func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFields int) (int64, error) {
-	key = base(key)
+	key, p, ok := sessionkit.KeyPolicy(key)
 	if strings.HasPrefix(name, sessionkit.ReservedPrefix) {
 		return 0, sessionkit.ErrInvalidKey
+	}
+	if ok {
+		if n, done, err := s.fastIncr(ctx, key, p, name, delta, maxFields); done {
+			return n, err
+		}
 	}
 	v, err := s.eval(ctx, "incr", incrScript, append(command(incrScript, key, 3), name, delta, boxMaxFields(maxFields)), 1)
 	if err != nil {

@@ -293,6 +293,39 @@ end
 return 1
 `)
 
+	// After the fast path's MULTI for an Incr (see fast.go) whose HINCRBY
+	// ran where the MULTI found no live record of the key's policy, or a
+	// new field perhaps over the limit. ARGV: field, delta, max fields,
+	// '1' if the field was new. As setFix: on a key without metadata the
+	// field is removed first and the guard answers; on a live record the
+	// expiry is refreshed from its own metadata, and over the limit the
+	// increment is taken back (HINCRBY of -delta), with the field when
+	// that leaves it at 0, and the reply is TOOMANY.
+	incrFixScript = redis.NewScript(`
+if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+` + strings.Replace(guard, "EXTRA", "", 1) + refresh + `
+local max = tonumber(ARGV[3])
+if max > 0 and ARGV[4] == '1' and redis.call('HLEN', KEYS[1]) - ` + metaCount + ` > max then
+  if redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2])) == 0 then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+  end
+  return -2
+end
+return 1
+`)
+
+	// After a fast Incr on a server that wraps around on overflow
+	// (miniredis; Redis refuses): puts the old value back if the field
+	// still holds the wrapped result. ARGV: field, wrapped, old.
+	incrUndoScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+`)
+
 	// ARGV: field, delta, max fields (0: no limit). Guard's HMGET reads the
 	// field's current value into m[4].
 	//
