@@ -5,7 +5,9 @@
 //	go run ./examples/server -store redis://127.0.0.1:6379/0   # Redis hashes
 //
 // Routes: /set sets key "time" to the Unix time (or ?key=K&value=V sets K),
-// /get writes the session as a JSON object, /del destroys the session.
+// /get writes the session as a JSON object (or ?key=K the value of K, null
+// if unset), /incr adds 1 to key "visits" (or ?key=K) and writes the
+// result, /del destroys the session.
 //
 // Users: /login?user=U binds the session to user U (Session.Bind: a new
 // token, against fixation, and an entry in U's index of sessions) and sets
@@ -162,6 +164,14 @@ func newHandler(m *sessionkit.Manager, mx *metrics) http.Handler {
 		}
 	})
 	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+		if key := r.URL.Query().Get("key"); key != "" { // one key: one read of one field
+			v, err := m.Session(r.Context()).Get(r.Context(), key)
+			if reply(m, w, r, err) {
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(v)
+			}
+			return
+		}
 		all, err := m.Session(r.Context()).All(r.Context())
 		if reply(m, w, r, err) {
 			if all == nil {
@@ -169,6 +179,16 @@ func newHandler(m *sessionkit.Manager, mx *metrics) http.Handler {
 			}
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(all)
+		}
+	})
+	mux.HandleFunc("/incr", func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Query().Get("key")
+		if key == "" {
+			key = "visits"
+		}
+		n, err := m.Session(r.Context()).Incr(r.Context(), key, 1)
+		if reply(m, w, r, err) {
+			fmt.Fprintln(w, n)
 		}
 	})
 	mux.HandleFunc("/del", func(w http.ResponseWriter, r *http.Request) {

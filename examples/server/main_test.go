@@ -199,6 +199,42 @@ func TestSeedWalkOnEveryScheme(t *testing.T) {
 	}
 }
 
+// TestFiftyConcurrentIncrsAndOneKeyReads: /incr from 50 concurrent
+// requests on one session ends at exactly 50, and /get?key= reads one key.
+func TestFiftyConcurrentIncrsAndOneKeyReads(t *testing.T) {
+	srv := testserver.Redis(t)
+	a := startApp(t, "127.0.0.1:0", "redis://"+srv.Addr+"/0", time.Minute)
+	c := newClient(t)
+	code, body := c.get(a, "/incr")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "1\n", body)
+	var wg sync.WaitGroup
+	errs := make(chan error, 49)
+	for range 49 {
+		wg.Go(func() {
+			res, err := c.http.Get("http://" + a.addr + "/incr")
+			if err == nil {
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					err = errors.New(res.Status)
+				}
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	code, body = c.get(a, "/get?key=visits")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "50\n", body)
+	code, body = c.get(a, "/get?key=nothing")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "null\n", body)
+}
+
 func (c *client) timeStamp(a *app) string {
 	c.t.Helper()
 	got := c.session(a)
