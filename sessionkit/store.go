@@ -30,24 +30,35 @@ const RenewMarkerTTL = time.Minute
 // Keys are storage keys chosen by the Manager (a hash of the token, never the
 // token). Every generation of one session (see Rename) carries the same
 // Redis Cluster hash tag ("{…}") in its key, so an adapter may rely on the
-// old and new key of a Rename being in one slot. Field names are opaque
-// non-empty strings; values are opaque bytes.
+// old and new key of a Rename being in one slot. A key may end with the
+// session's expiry policy (KeyPolicy): an adapter may use it to refresh
+// the expiry without reading the policy first, and may keep the record
+// under the key without it (the hash covers the policy). Field names are
+// opaque non-empty strings; values are opaque bytes.
 //
 // The promises, for every method:
 //
 //   - One round trip on network backends, with the expiry refresh inside it
-//     (an adapter that needs more says so on the method).
+//     (an adapter that needs more says so on the method; redishash needs a
+//     second one when a key's policy does not match its record: see its
+//     package doc).
 //   - Every operation except Create and Destroy acts on an existing, live
 //     record only. On a missing or expired one it returns an error matching
-//     ErrNotFound and creates nothing. Expired records are invisible at once,
-//     whether or not the backend has removed them yet.
+//     ErrNotFound and leaves no record: what a write may have put under
+//     the key on the way (redishash's plain commands) is no record (no
+//     operation reads it as one) and is removed before the call returns.
+//     Expired records are invisible at once, whether or not the backend
+//     has removed them yet.
 //   - On a key that Rename moved away (the marker it leaves), every
 //     operation except Destroy returns ErrRenewed and changes nothing.
 //   - Every operation except Destroy refreshes the record's expiry to the
 //     smaller of its idle timeout and what is left of its absolute lifetime,
 //     in the same atomic step. Time is the store's own clock (the server's,
 //     for a network backend), so skew between application servers can
-//     neither stretch nor cut a session.
+//     neither stretch nor cut a session. The one exception: a store that
+//     takes the creation time from a key's policy must refuse one further
+//     than a second from its clock (ErrClockSkew), so skew moves a
+//     session's deadline by at most that.
 //   - Every record written carries an expiry, set in the same atomic step.
 //   - A record with missing or malformed metadata, of the wrong type, or
 //     that cannot be decoded reads as ErrNotFound and is removed; it never
@@ -85,9 +96,12 @@ type Store interface {
 	Len(ctx context.Context, key string) (int, error)
 
 	// Set writes the given fields (names distinct), leaving the others as
-	// they are. If
-	// maxFields > 0 and the record would then hold more than maxFields
-	// fields, it returns ErrTooManyFields and writes nothing.
+	// they are. If maxFields > 0 and the record would then hold more than
+	// maxFields fields, it returns ErrTooManyFields and the record is left
+	// without the fields the call added (redishash's fast path writes
+	// first and takes them back: a concurrent read may see them meanwhile,
+	// and a field another call wrote in between, with the same bytes, goes
+	// with them).
 	Set(ctx context.Context, key string, fields []Field, maxFields int) error
 
 	// Incr adds delta to the integer in the named field (a missing field
@@ -127,7 +141,10 @@ type Store interface {
 	//   - An operation on oldKey lands either before the move (and a write
 	//     is carried to newKey) or after it (and returns ErrRenewed).
 	//   - At oldKey it leaves a marker naming newKey, which expires after
-	//     RenewMarkerTTL or when the record would have, whichever is first.
+	//     RenewMarkerTTL or when the record would have, whichever is first
+	//     (redishash: unless a process dies between the two round trips of
+	//     an operation through oldKey, which can leave it up to the idle
+	//     timeout; it still only answers ErrRenewed).
 	//   - A crash half-way fails closed: the session may be lost, never
 	//     duplicated.
 	//
