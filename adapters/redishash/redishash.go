@@ -412,9 +412,15 @@ func (s *Store) Keys(ctx context.Context, key string) ([]string, error) {
 	return out, nil
 }
 
-// Has is sessionkit.Store.Has: one script.
+// Has is sessionkit.Store.Has: Get's fast path on a key with a policy,
+// else one script.
 func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
-	key = base(key)
+	key, p, ok := sessionkit.KeyPolicy(key)
+	if ok {
+		if out, done, err := s.fastGet(ctx, key, p, []string{name}); done {
+			return err == nil && out[0] != nil, err
+		}
+	}
 	n, err := s.status(ctx, "has", hasScript, key, name)
 	return n == 1, err
 }
