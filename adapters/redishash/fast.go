@@ -99,14 +99,17 @@ func commandError(err error) bool {
 // the names, PEXPIRE and PEXPIREAT … LT, in one pipeline. done is false
 // when Get must run its script.
 func (s *Store) fastGet(ctx context.Context, key string, p sessionkit.Policy, names []string) (out [][]byte, done bool, err error) {
-	args := make([]any, 4+len(names))
-	args[0], args[1], args[2], args[3] = "hmget", key, fieldDeadline, fieldIdle
+	args := make([]any, 4+len(names)+7) // the three commands' arguments, in one allocation
+	get, exp := args[:4+len(names)], args[4+len(names):]
+	get[0], get[1], get[2], get[3] = "hmget", key, fieldDeadline, fieldIdle
 	for j, n := range names {
-		args[4+j] = n
+		get[4+j] = n
 	}
-	hm := redis.NewSliceCmd(ctx, args...)
-	pe := redis.NewIntCmd(ctx, "pexpire", args[1], s.boxIdle(p.Idle))
-	pa := redis.NewIntCmd(ctx, "pexpireat", args[1], p.Deadline(), "lt")
+	exp[0], exp[1], exp[2] = "pexpire", get[1], s.boxIdle(p.Idle)
+	exp[3], exp[4], exp[5], exp[6] = "pexpireat", get[1], p.Deadline(), "lt"
+	hm := redis.NewSliceCmd(ctx, get...)
+	pe := redis.NewIntCmd(ctx, exp[:3]...)
+	pa := redis.NewIntCmd(ctx, exp[3:]...)
 	pipe := s.pipeline()
 	_ = pipe.BatchProcess(ctx, hm, pe, pa)
 	_, err = pipe.Exec(ctx)
@@ -147,22 +150,26 @@ func (s *Store) txPipeline() redis.Pipeliner {
 // false when Set must run setFixScript, which answers for what the MULTI
 // found and puts right what it did.
 func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fields []sessionkit.Field, maxFields int) (old []any, done bool, err error) {
-	args := make([]any, 6+3*len(fields)) // HMGET's arguments, then HSET's
-	get, set := args[:4+len(fields)], args[4+len(fields):]
+	n := len(fields)
+	args := make([]any, 4+n+2+2*n+9) // the commands' arguments, in one allocation
+	get, set, exp := args[:4+n], args[4+n:6+3*n], args[6+3*n:]
 	get[0], get[1], get[2], get[3] = "hmget", key, fieldDeadline, fieldIdle
 	set[0], set[1] = "hset", get[1]
 	for j, f := range fields {
 		name := any(f.Name)
 		get[4+j], set[2+2*j], set[3+2*j] = name, name, f.Value
 	}
+	exp[0], exp[1], exp[2] = "pexpire", get[1], s.boxIdle(p.Idle)
+	exp[3], exp[4], exp[5], exp[6] = "pexpireat", get[1], p.Deadline(), "lt"
+	exp[7], exp[8] = "hlen", get[1]
 	hm := redis.NewSliceCmd(ctx, get...)
 	hs := redis.NewIntCmd(ctx, set...)
-	pe := redis.NewIntCmd(ctx, "pexpire", get[1], s.boxIdle(p.Idle))
-	pa := redis.NewIntCmd(ctx, "pexpireat", get[1], p.Deadline(), "lt")
+	pe := redis.NewIntCmd(ctx, exp[:3]...)
+	pa := redis.NewIntCmd(ctx, exp[3:7]...)
 	var hl *redis.IntCmd
 	tx := s.txPipeline()
 	if maxFields > 0 {
-		hl = redis.NewIntCmd(ctx, "hlen", get[1])
+		hl = redis.NewIntCmd(ctx, exp[7:]...)
 		_ = tx.BatchProcess(ctx, hm, hs, pe, pa, hl)
 	} else {
 		_ = tx.BatchProcess(ctx, hm, hs, pe, pa)
