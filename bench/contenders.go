@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alexedwards/scs/goredisstore"
@@ -126,55 +128,101 @@ func countK(keys []string) int {
 
 // --- raw go-redis floor ----------------------------------------------------
 
-// newRawFloor sends the very scripts sessionkit's redishash sends, with the
-// same arguments and in the same round trips, from a bare handler: no
-// middleware, no token check or hashing, no codec.
+// newRawFloor sends the very commands sessionkit's redishash sends on a
+// session the Manager stored (the fast path: a pipeline for a read, a
+// MULTI for a write and an Incr), with the same arguments and in the same
+// round trips, from a bare handler: no middleware, no token check or
+// hashing, no codec. It checks the deadline and idle timeout read back, as
+// redishash does, and sends no fallback.
 func newRawFloor(addr string) *contender {
 	client := newGoRedis(addr)
 	script := func(op string) *redis.Script { return testhook.RedisScript(op).(*redis.Script) }
-	create, get, set, incr, keys := script("create"), script("get"), script("set"), script("incr"), script("keys")
-	maxFields := sessionkit.DefaultMaxFields
-	key := func(r *http.Request) []string {
-		c, err := r.Cookie("raw")
-		if err != nil {
-			return nil
+	create, keys := script("create"), script("keys")
+	maxFields := int64(sessionkit.DefaultMaxFields)
+	type rec struct {
+		key      string
+		deadline int64
+	}
+	sessions := sync.Map{} // cookie value -> rec
+	session := func(r *http.Request) rec {
+		if c, err := r.Cookie("raw"); err == nil {
+			if v, ok := sessions.Load(c.Value); ok {
+				return v.(rec)
+			}
 		}
-		return []string{"raw:{" + c.Value + "}"}
+		return rec{key: "raw:{none}"}
+	}
+	idleMS := idle.Milliseconds()
+	read := func(r *http.Request, s rec, name string) (string, error) {
+		pipe := client.Pipeline()
+		hm := pipe.HMGet(r.Context(), s.key, "__sk_d", "__sk_i", name)
+		pipe.PExpire(r.Context(), s.key, idle)
+		pipe.Do(r.Context(), "pexpireat", s.key, s.deadline, "lt")
+		if _, err := pipe.Exec(r.Context()); err != nil {
+			return "", err
+		}
+		v := hm.Val()
+		if d, _ := v[0].(string); d != strconv.FormatInt(s.deadline, 10) {
+			return "", errors.New("no session")
+		}
+		str, _ := v[2].(string)
+		return str, nil
+	}
+	write := func(r *http.Request, s rec, incr bool, name, value string) error {
+		tx := client.TxPipeline()
+		hm := tx.HMGet(r.Context(), s.key, "__sk_d", "__sk_i", name)
+		if incr {
+			tx.HIncrBy(r.Context(), s.key, name, 1)
+		} else {
+			tx.HSet(r.Context(), s.key, name, value)
+		}
+		tx.PExpire(r.Context(), s.key, idle)
+		tx.Do(r.Context(), "pexpireat", s.key, s.deadline, "lt")
+		hl := tx.HLen(r.Context(), s.key)
+		if _, err := tx.Exec(r.Context()); err != nil {
+			return err
+		}
+		if d, _ := hm.Val()[0].(string); d != strconv.FormatInt(s.deadline, 10) || hl.Val()-3 > maxFields {
+			return errors.New("no session")
+		}
+		return nil
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/setup", func(w http.ResponseWriter, r *http.Request) {
 		n := atoi(r.URL.Query().Get("n"))
 		token := fmt.Sprintf("t%d", time.Now().UnixNano())
-		args := []any{idle.Milliseconds(), (24 * time.Hour).Milliseconds(), "counter", "0"}
+		created := time.Now().UnixMilli()
+		lifetime := (24 * time.Hour).Milliseconds()
+		args := []any{idleMS, lifetime, created, "counter", "0"}
 		for i := range n {
 			args = append(args, attrName(i), `"`+attrValue()+`"`)
 		}
-		if !fail(w, create.Run(r.Context(), client, []string{"raw:{" + token + "}"}, args...).Err()) {
+		s := rec{key: "raw:{" + token + "}", deadline: created + lifetime}
+		if !fail(w, create.Run(r.Context(), client, []string{s.key}, args...).Err()) {
+			sessions.Store(token, s)
 			http.SetCookie(w, &http.Cookie{Name: "raw", Value: token})
 		}
 	})
-	// The get script answers the record's metadata values, then the values
-	// asked for: the last one is the field's.
 	mux.HandleFunc("/rw", func(w http.ResponseWriter, r *http.Request) {
-		k := key(r)
-		vals, err := get.Run(r.Context(), client, k, "counter").Slice()
+		s := session(r)
+		v, err := read(r, s, "counter")
 		if fail(w, err) {
 			return
 		}
-		s, _ := vals[len(vals)-1].(string)
-		fail(w, set.Run(r.Context(), client, k, maxFields, "counter", strconv.Itoa(atoi(s)+1)).Err())
+		fail(w, write(r, s, false, "counter", strconv.Itoa(atoi(v)+1)))
 	})
 	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, get.Run(r.Context(), client, key(r), readName).Err())
+		_, err := read(r, session(r), readName)
+		fail(w, err)
 	})
 	mux.HandleFunc("/incr", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, incr.Run(r.Context(), client, key(r), "counter", 1, maxFields).Err())
+		fail(w, write(r, session(r), true, "counter", ""))
 	})
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, set.Run(r.Context(), client, key(r), maxFields, r.URL.Query().Get("k"), "1").Err())
+		fail(w, write(r, session(r), false, r.URL.Query().Get("k"), "1"))
 	})
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
-		ks, err := keys.Run(r.Context(), client, key(r)).StringSlice()
+		ks, err := keys.Run(r.Context(), client, []string{session(r).key}).StringSlice()
 		if !fail(w, err) {
 			fmt.Fprint(w, countK(ks))
 		}

@@ -54,7 +54,7 @@ type workload struct{ name, path, title string }
 var allWorkloads = []workload{
 	{"rw", "/rw", "read+write: read counter, write it back +1"},
 	{"read", "/read", "read-only: one string Get"},
-	{"incr", "/incr", "counter: sessionkit Session.Incr (raw-floor: the incr script), the others their read+write"},
+	{"incr", "/incr", "counter: sessionkit Session.Incr (raw-floor: the same MULTI), the others their read+write"},
 }
 
 var newContender = map[string]func(addr string) *contender{
