@@ -38,13 +38,18 @@ import (
 //     hash without metadata, which no operation reads as a session and
 //     the script removes; on a marker, the script removes the fields.
 //
-// A client that dies between the two round trips leaves at most: a marker
-// that lives up to the idle timeout instead of RenewMarkerTTL (it still
-// only answers ErrRenewed and leads Destroy to the session); a hash
-// without metadata, with the key's idle timeout as TTL, that reads as no
-// session. The deadline of a live record is never passed: PEXPIREAT …
-// LT with the deadline of the key's policy, which is the record's
-// whenever the check passes.
+// The script runs even when the caller's context ends in between (an HTTP
+// client that hangs up): what the commands did must not stay. Only a
+// process that dies between the two round trips, or a second round trip
+// that fails (Redis stalled past the client's timeouts), leaves: a marker
+// that lives up to the idle timeout instead of RenewMarkerTTL, perhaps
+// with the fields a write added (it still only answers ErrRenewed and
+// leads Destroy to the session); a hash without metadata, which reads as
+// no session, with the TTL the key's policy gives (its idle timeout,
+// capped by its deadline). The key's policy is the client's: a forged
+// one names no record, but does set that TTL. The deadline of a live
+// record is never passed: PEXPIREAT … LT with the deadline of the key's
+// policy, which is the record's whenever the check passes.
 
 // base is the key a record lives under: the storage key without the
 // policy it may carry (sessionkit.KeyPolicy). The hash in the key covers
@@ -246,13 +251,13 @@ func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, n
 	n = in.Val()
 	if len(vals) != 3 || !isInt(vals[0], p.Deadline()) || !isInt(vals[1], p.Idle) ||
 		hl != nil && vals[2] == nil && hl.Val()-3 > int64(maxFields) {
-		return s.incrFix(ctx, key, name, delta, n, vals, maxFields)
+		return s.incrFix(context.WithoutCancel(ctx), key, name, delta, n, vals, maxFields)
 	}
 	if old, ok := vals[2].(string); ok {
 		if o, err := strconv.ParseInt(old, 10, 64); err == nil && (delta > 0 && o > math.MaxInt64-delta || delta < 0 && o < math.MinInt64-delta) {
 			// Only a server that wraps around (miniredis) gets here: Redis
 			// refuses the overflow. Put the old value back.
-			_, err := s.status(ctx, "incr", incrUndoScript, key, name, n, old)
+			_, err := s.status(context.WithoutCancel(ctx), "incr", incrUndoScript, key, name, n, old)
 			if err != nil {
 				return 0, true, err
 			}

@@ -359,6 +359,7 @@ func (s *Store) Get(ctx context.Context, key string, fields ...string) ([][]byte
 		if out, done, err := s.fastGet(ctx, key, p, fields); done {
 			return out, err
 		}
+		ctx = context.WithoutCancel(ctx) // the script must put right what the commands did (see fast.go)
 	}
 	argv := command(getScript, key, len(fields))
 	for _, f := range fields {
@@ -420,6 +421,7 @@ func (s *Store) Has(ctx context.Context, key, name string) (bool, error) {
 		if out, done, err := s.fastGet(ctx, key, p, []string{name}); done {
 			return err == nil && out[0] != nil, err
 		}
+		ctx = context.WithoutCancel(ctx) // as in Get
 	}
 	n, err := s.status(ctx, "has", hasScript, key, name)
 	return n == 1, err
@@ -444,7 +446,7 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 		if done {
 			return err
 		}
-		return s.setFix(ctx, key, fields, old, maxFields)
+		return s.setFix(context.WithoutCancel(ctx), key, fields, old, maxFields) // as in Get
 	}
 	argv, err := pairs(append(command(setScript, key, 1+2*len(fields)), boxMaxFields(maxFields)), fields)
 	if err != nil {
@@ -465,6 +467,7 @@ func (s *Store) Incr(ctx context.Context, key, name string, delta int64, maxFiel
 		if n, done, err := s.fastIncr(ctx, key, p, name, delta, maxFields); done {
 			return n, err
 		}
+		ctx = context.WithoutCancel(ctx) // as in Get
 	}
 	v, err := s.eval(ctx, "incr", incrScript, append(command(incrScript, key, 3), name, delta, boxMaxFields(maxFields)), 1)
 	if err != nil {
