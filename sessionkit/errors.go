@@ -55,7 +55,8 @@ var (
 	// Policy names a creation time further from the store's clock than it
 	// accepts (redishash: 1 s). Nothing was written. The Manager then
 	// stores the session under a token without a policy, and reports the
-	// error to Options.OnError: the application server's clock needs NTP.
+	// error as an EventStoreError (Options.OnEvent): the application
+	// server's clock needs NTP.
 	ErrClockSkew = errors.New("sessionkit: the application server's clock is too far from the store's")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("sessionkit: store closed")

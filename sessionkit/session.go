@@ -289,7 +289,7 @@ func (s *Session) create(ctx context.Context, fields []Field) error {
 	s.key = s.m.StorageKey(s.token)
 	err := s.m.store.Create(ctx, s.key, fields, s.exp)
 	if errors.Is(err, ErrClockSkew) {
-		s.m.storeError(ctx, s.token, err)
+		s.m.emit(ctx, EventStoreError, s.token, "", err)
 		s.token = s.token[:TokenLength]
 		s.key = s.m.StorageKey(s.token)
 		err = s.m.store.Create(ctx, s.key, fields, s.exp)

@@ -98,10 +98,10 @@ type Store interface {
 	// Set writes the given fields (names distinct), leaving the others as
 	// they are. If maxFields > 0 and the record would then hold more than
 	// maxFields fields, it returns ErrTooManyFields and the record is left
-	// without the fields the call added (redishash's fast path writes
-	// first and takes them back: a concurrent read may see them meanwhile,
-	// and a field another call wrote in between, with the same bytes, goes
-	// with them).
+	// as it was (redishash's fast path writes first and takes the write
+	// back, field by field: a concurrent read may see it meanwhile, and a
+	// field that another call wrote in between, with the same bytes, is
+	// taken back with it).
 	Set(ctx context.Context, key string, fields []Field, maxFields int) error
 
 	// Incr adds delta to the integer in the named field (a missing field

@@ -267,7 +267,7 @@ func (m *Manager) bindNew(ctx context.Context, u Users, tag string, exp Expiry, 
 	token := m.bindToken(tag, "", exp)
 	err := u.Bind(ctx, "", m.StorageKey(token), b)
 	if errors.Is(err, ErrClockSkew) {
-		m.storeError(ctx, token, err)
+		m.emit(ctx, EventStoreError, token, "", err)
 		token = token[:TokenLength]
 		err = u.Bind(ctx, "", m.StorageKey(token), b)
 	}

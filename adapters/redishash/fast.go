@@ -93,6 +93,14 @@ func isInt(v any, n int64) bool {
 	return err == nil && x == n
 }
 
+// policyOf reports whether vals, an HMGET of the deadline, the idle
+// timeout, the creation and n names, shows a live record of policy p:
+// metadata that is exactly the policy's (a hand-edited creation too, so
+// that a corrupt record is never served: the script removes it).
+func policyOf(vals []any, p sessionkit.Policy, n int) bool {
+	return len(vals) == 3+n && isInt(vals[0], p.Deadline()) && isInt(vals[1], p.Idle) && isInt(vals[2], p.Created)
+}
+
 // commandError reports whether err is Redis's answer to a command (such as
 // WRONGTYPE), not a failure to reach it.
 func commandError(err error) bool {
@@ -104,11 +112,11 @@ func commandError(err error) bool {
 // the names, PEXPIRE and PEXPIREAT … LT, in one pipeline. done is false
 // when Get must run its script.
 func (s *Store) fastGet(ctx context.Context, key string, p sessionkit.Policy, names []string) (out [][]byte, done bool, err error) {
-	args := make([]any, 4+len(names)+7) // the three commands' arguments, in one allocation
-	get, exp := args[:4+len(names)], args[4+len(names):]
-	get[0], get[1], get[2], get[3] = "hmget", key, fieldDeadline, fieldIdle
+	args := make([]any, 5+len(names)+7) // the three commands' arguments, in one allocation
+	get, exp := args[:5+len(names)], args[5+len(names):]
+	get[0], get[1], get[2], get[3], get[4] = "hmget", key, fieldDeadline, fieldIdle, fieldCreated
 	for j, n := range names {
-		get[4+j] = n
+		get[5+j] = n
 	}
 	exp[0], exp[1], exp[2] = "pexpire", get[1], s.boxIdle(p.Idle)
 	exp[3], exp[4], exp[5], exp[6] = "pexpireat", get[1], p.Deadline(), "lt"
@@ -116,7 +124,12 @@ func (s *Store) fastGet(ctx context.Context, key string, p sessionkit.Policy, na
 	pe := redis.NewIntCmd(ctx, exp[:3]...)
 	pa := redis.NewIntCmd(ctx, exp[3:]...)
 	pipe := s.pipeline()
-	_ = pipe.BatchProcess(ctx, hm, pe, pa)
+	// The HMGET comes last: a pipeline is not atomic, and what it reads
+	// must be what the refresh acted on. Metadata that is still the
+	// policy's after the refresh was the policy's before it (a SetExpiry
+	// or Rename in between shows in it, and the script then puts the
+	// expiry right).
+	_ = pipe.BatchProcess(ctx, pe, pa, hm)
 	_, err = pipe.Exec(ctx)
 	s.fast.pipes.Put(pipe)
 	if err != nil {
@@ -126,14 +139,14 @@ func (s *Store) fastGet(ctx context.Context, key string, p sessionkit.Policy, na
 		return nil, true, wrap(ctx, "get", err)
 	}
 	vals := hm.Val()
-	if len(vals) != 2+len(names) || !isInt(vals[0], p.Deadline()) || !isInt(vals[1], p.Idle) {
-		if vals[0] == nil && vals[1] == nil && pe.Val() == 0 {
+	if !policyOf(vals, p, len(names)) {
+		if len(vals) == 3+len(names) && vals[0] == nil && vals[1] == nil && vals[2] == nil && pe.Val() == 0 {
 			return nil, true, sessionkit.ErrNotFound // no key at all: nothing to put right
 		}
 		return nil, false, nil
 	}
 	out = make([][]byte, len(names))
-	for j, v := range vals[2:] {
+	for j, v := range vals[3:] {
 		if str, ok := v.(string); ok {
 			out[j] = []byte(str)
 		}
@@ -156,13 +169,13 @@ func (s *Store) txPipeline() redis.Pipeliner {
 // found and puts right what it did.
 func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fields []sessionkit.Field, maxFields int) (old []any, done bool, err error) {
 	n := len(fields)
-	args := make([]any, 4+n+2+2*n+9) // the commands' arguments, in one allocation
-	get, set, exp := args[:4+n], args[4+n:6+3*n], args[6+3*n:]
-	get[0], get[1], get[2], get[3] = "hmget", key, fieldDeadline, fieldIdle
+	args := make([]any, 5+n+2+2*n+9) // the commands' arguments, in one allocation
+	get, set, exp := args[:5+n], args[5+n:7+3*n], args[7+3*n:]
+	get[0], get[1], get[2], get[3], get[4] = "hmget", key, fieldDeadline, fieldIdle, fieldCreated
 	set[0], set[1] = "hset", get[1]
 	for j, f := range fields {
 		name := any(f.Name)
-		get[4+j], set[2+2*j], set[3+2*j] = name, name, f.Value
+		get[5+j], set[2+2*j], set[3+2*j] = name, name, f.Value
 	}
 	exp[0], exp[1], exp[2] = "pexpire", get[1], s.boxIdle(p.Idle)
 	exp[3], exp[4], exp[5], exp[6] = "pexpireat", get[1], p.Deadline(), "lt"
@@ -188,7 +201,7 @@ func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fi
 		return nil, true, wrap(ctx, "set", err)
 	}
 	old = hm.Val()
-	if len(old) != 2+len(fields) || !isInt(old[0], p.Deadline()) || !isInt(old[1], p.Idle) {
+	if !policyOf(old, p, len(fields)) {
 		return old, false, nil
 	}
 	if hl != nil && hs.Val() > 0 && hl.Val()-3 > int64(maxFields) {
@@ -201,13 +214,13 @@ func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fi
 // for: fields are the ones written, old the HMGET reply of the MULTI (nil
 // if it failed), whose values say which fields were new.
 func (s *Store) setFix(ctx context.Context, key string, fields []sessionkit.Field, old []any, maxFields int) error {
-	argv := append(command(setFixScript, key, 1+3*len(fields)), boxMaxFields(maxFields))
+	argv := append(command(setFixScript, key, 1+4*len(fields)), boxMaxFields(maxFields))
 	for j, f := range fields {
-		isNew := "0"
-		if len(old) == 2+len(fields) && old[2+j] == nil {
-			isNew = "1"
+		isNew, was := "1", any("")
+		if len(old) == 3+len(fields) && old[3+j] != nil {
+			isNew, was = "0", old[3+j]
 		}
-		argv = append(argv, f.Name, f.Value, isNew)
+		argv = append(argv, f.Name, f.Value, isNew, was)
 	}
 	_, err := s.statusOf(ctx, "set", setFixScript, argv)
 	return err
@@ -221,20 +234,20 @@ func (s *Store) setFix(ctx context.Context, key string, fields []sessionkit.Fiel
 // Redis does not). done is false when Incr must run a script: incrFix when
 // HINCRBY ran, its own when it was refused.
 func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, name string, delta int64, maxFields int) (n int64, done bool, err error) {
-	args := make([]any, 18)
-	args[0], args[1], args[2], args[3], args[4] = "hmget", key, fieldDeadline, fieldIdle, name
-	args[5], args[6], args[7], args[8] = "hincrby", args[1], args[4], delta
-	args[9], args[10], args[11] = "pexpire", args[1], s.boxIdle(p.Idle)
-	args[12], args[13], args[14], args[15] = "pexpireat", args[1], p.Deadline(), "lt"
-	args[16], args[17] = "hlen", args[1]
-	hm := redis.NewSliceCmd(ctx, args[:5]...)
-	in := redis.NewIntCmd(ctx, args[5:9]...)
-	pe := redis.NewIntCmd(ctx, args[9:12]...)
-	pa := redis.NewIntCmd(ctx, args[12:16]...)
+	args := make([]any, 19)
+	args[0], args[1], args[2], args[3], args[4], args[5] = "hmget", key, fieldDeadline, fieldIdle, fieldCreated, name
+	args[6], args[7], args[8], args[9] = "hincrby", args[1], args[5], delta
+	args[10], args[11], args[12] = "pexpire", args[1], s.boxIdle(p.Idle)
+	args[13], args[14], args[15], args[16] = "pexpireat", args[1], p.Deadline(), "lt"
+	args[17], args[18] = "hlen", args[1]
+	hm := redis.NewSliceCmd(ctx, args[:6]...)
+	in := redis.NewIntCmd(ctx, args[6:10]...)
+	pe := redis.NewIntCmd(ctx, args[10:13]...)
+	pa := redis.NewIntCmd(ctx, args[13:17]...)
 	var hl *redis.IntCmd
 	tx := s.txPipeline()
 	if maxFields > 0 {
-		hl = redis.NewIntCmd(ctx, args[16:]...)
+		hl = redis.NewIntCmd(ctx, args[17:]...)
 		_ = tx.BatchProcess(ctx, hm, in, pe, pa, hl)
 	} else {
 		_ = tx.BatchProcess(ctx, hm, in, pe, pa)
@@ -249,11 +262,10 @@ func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, n
 	}
 	vals := hm.Val()
 	n = in.Val()
-	if len(vals) != 3 || !isInt(vals[0], p.Deadline()) || !isInt(vals[1], p.Idle) ||
-		hl != nil && vals[2] == nil && hl.Val()-3 > int64(maxFields) {
+	if !policyOf(vals, p, 1) || hl != nil && vals[3] == nil && hl.Val()-3 > int64(maxFields) {
 		return s.incrFix(context.WithoutCancel(ctx), key, name, delta, n, vals, maxFields)
 	}
-	if old, ok := vals[2].(string); ok {
+	if old, ok := vals[3].(string); ok {
 		if o, err := strconv.ParseInt(old, 10, 64); err == nil && (delta > 0 && o > math.MaxInt64-delta || delta < 0 && o < math.MinInt64-delta) {
 			// Only a server that wraps around (miniredis) gets here: Redis
 			// refuses the overflow. Put the old value back.
@@ -271,7 +283,7 @@ func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, n
 // MULTI found no live record of the key's policy, or perhaps over the limit.
 func (s *Store) incrFix(ctx context.Context, key, name string, delta, n int64, old []any, maxFields int) (int64, bool, error) {
 	isNew := "0"
-	if len(old) == 3 && old[2] == nil {
+	if len(old) == 4 && old[3] == nil {
 		isNew = "1"
 	}
 	v, err := s.eval(ctx, "incr", incrFixScript, append(command(incrFixScript, key, 4), name, delta, boxMaxFields(maxFields), isNew), 1)

@@ -268,24 +268,29 @@ return 1
 
 	// After the fast path's MULTI for a Set (see fast.go) found no live
 	// record of the key's policy, or a field count perhaps over the limit.
-	// ARGV: max fields (0: no limit), then field, value, '1' if the field
-	// was new, for each field written. On a key without metadata (a marker,
-	// or the hash the HSET made where no record was) the fields are removed
-	// first; then the guard answers as for any operation (a marker gets
-	// its own expiry back). On a live record the expiry is refreshed from
-	// its own metadata; over the limit, the fields the write added are
-	// removed again, each only if it still holds the value written, and
-	// the reply is TOOMANY.
+	// ARGV: max fields (0: no limit), then for each field written: field,
+	// value, '1' if the field was new, and its old value ('' if new). On a
+	// key without metadata (a marker, or the hash the HSET made where no
+	// record was) the fields are removed first; then the guard answers as
+	// for any operation (a marker gets its own expiry back, a corrupt
+	// record is removed). On a live record the expiry is refreshed from
+	// its own metadata; over the limit, the write is taken back, field by
+	// field where it still holds the value written: a new field removed,
+	// an existing one given its old value back; the reply is TOOMANY.
 	setFixScript = redis.NewScript(`
 if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
-  for j = 2, #ARGV, 3 do redis.call('HDEL', KEYS[1], ARGV[j]) end
+  for j = 2, #ARGV, 4 do redis.call('HDEL', KEYS[1], ARGV[j]) end
 end
 ` + strings.Replace(guard, "EXTRA", "", 1) + refresh + `
 local max = tonumber(ARGV[1])
 if max > 0 and redis.call('HLEN', KEYS[1]) - ` + metaCount + ` > max then
-  for j = 2, #ARGV, 3 do
-    if ARGV[j + 2] == '1' and redis.call('HGET', KEYS[1], ARGV[j]) == ARGV[j + 1] then
-      redis.call('HDEL', KEYS[1], ARGV[j])
+  for j = 2, #ARGV, 4 do
+    if redis.call('HGET', KEYS[1], ARGV[j]) == ARGV[j + 1] then
+      if ARGV[j + 2] == '1' then
+        redis.call('HDEL', KEYS[1], ARGV[j])
+      else
+        redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 3])
+      end
     end
   end
   return -2
