@@ -31,7 +31,8 @@ func (s valueStore) Get(_ context.Context, _ string, names ...string) ([][]byte,
 // maxCandidates distinct well-formed tokens that the request really carried.
 func FuzzRequestToken(f *testing.F) {
 	tok := newToken()
-	for _, seed := range []string{"session=" + tok, "a=b; session=" + tok + "; c=d", "session=", "session=" + tok + "x", ";;;", "session=\"" + tok + "\"", tok,
+	stored := withPolicy(newToken(), newPolicy(time.Now(), Expiry{Idle: time.Hour, Absolute: 24 * time.Hour}))
+	for _, seed := range []string{"session=" + tok, "session=" + stored, "session=" + stored + ".1", "session=" + stored[:len(stored)-1] + "A", "a=b; session=" + tok + "; c=d", "session=", "session=" + tok + "x", ";;;", "session=\"" + tok + "\"", tok,
 		"session=" + newToken() + "; session=" + tok + "; session=" + newToken() + "; session=" + newToken()} {
 		f.Add(seed, tok)
 	}
