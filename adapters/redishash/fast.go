@@ -3,10 +3,10 @@ package redishash
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -64,6 +64,7 @@ func base(key string) string {
 // interface costs an allocation), and pipelines.
 type fastState struct {
 	idle  sync.Map // int64 -> any
+	boxed atomic.Int64
 	pipes sync.Pool
 	txs   sync.Pool
 }
@@ -72,9 +73,18 @@ func (s *Store) boxIdle(n int64) any {
 	if v, ok := s.fast.idle.Load(n); ok {
 		return v
 	}
+	// The idle timeout comes from the client's token: keep a few, not
+	// whatever a forged token names.
+	if s.fast.boxed.Add(1) > maxBoxedIdle {
+		return n
+	}
 	v, _ := s.fast.idle.LoadOrStore(n, any(n))
 	return v
 }
+
+// maxBoxedIdle bounds the idle timeouts boxed once: a Manager has one,
+// SetExpiry adds a few.
+const maxBoxedIdle = 16
 
 func (s *Store) pipeline() redis.Pipeliner {
 	if p, ok := s.fast.pipes.Get().(redis.Pipeliner); ok {
@@ -161,13 +171,63 @@ func (s *Store) txPipeline() redis.Pipeliner {
 	return s.client.TxPipeline()
 }
 
-// fastSet is Set's fast path, one MULTI: HMGET of the deadline, the idle
-// timeout and the fields' old values, HSET, PEXPIRE, PEXPIREAT … LT, and
-// with a limit HLEN. A MULTI runs whole or not at all (under OOM Redis
-// refuses the HSET as it is queued, and EXEC then runs nothing). done is
-// false when Set must run setFixScript, which answers for what the MULTI
-// found and puts right what it did.
-func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fields []sessionkit.Field, maxFields int) (old []any, done bool, err error) {
+// What a fast write's MULTI saw in the record's metadata.
+type seen int
+
+const (
+	seenPolicy seen = iota // a live record of the key's policy: the write is done
+	seenOther              // a live record of another policy (SetExpiry through another token): the write landed
+	seenNone               // no live record (nothing, a marker, a corrupt record): the write is no session's
+)
+
+// classify reads the HMGET of the deadline, the idle timeout, the
+// creation and n names.
+func classify(vals []any, p sessionkit.Policy, n int) seen {
+	if policyOf(vals, p, n) {
+		return seenPolicy
+	}
+	if len(vals) == 3+n && validMeta(vals[0]) && validMeta(vals[1]) && validMeta(vals[2]) {
+		return seenOther
+	}
+	return seenNone
+}
+
+// validMeta is the scripts' test of one metadata value: a positive
+// integer below 10^15.
+func validMeta(v any) bool {
+	str, ok := v.(string)
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	return err == nil && n > 0 && n < 1e15
+}
+
+// execError sorts out a failed MULTI: Redis's OOM (the queued commands
+// carry it; EXEC only says EXECABORT), a command's own error (the key is
+// not a hash, or HINCRBY refused the value), or a failure to reach Redis,
+// after which the MULTI may have run or not.
+func execError(err error, cmds ...redis.Cmder) (oom, command error) {
+	for _, c := range cmds {
+		if isOOM(c.Err()) {
+			return c.Err(), nil
+		}
+	}
+	for _, c := range cmds {
+		if commandError(c.Err()) && !redis.HasErrorPrefix(c.Err(), "EXECABORT") {
+			return nil, c.Err()
+		}
+	}
+	return nil, nil
+}
+
+// fastSet is Set's fast path, one MULTI: HMGET of the metadata and the
+// fields' old values, HLEN, HSET, PEXPIRE, PEXPIREAT … LT. A MULTI runs
+// whole or not at all (under OOM Redis refuses the HSET as it is queued,
+// and EXEC then runs nothing). When it saw anything but a live record of
+// the key's policy, or the write may have crossed the limit, fixScript
+// answers from what it saw and puts right what it did.
+func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fields []sessionkit.Field, maxFields int) error {
 	n := len(fields)
 	args := make([]any, 5+n+2+2*n+9) // the commands' arguments, in one allocation
 	get, set, exp := args[:5+n], args[5+n:7+3*n], args[7+3*n:]
@@ -181,58 +241,92 @@ func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fi
 	exp[3], exp[4], exp[5], exp[6] = "pexpireat", get[1], p.Deadline(), "lt"
 	exp[7], exp[8] = "hlen", get[1]
 	hm := redis.NewSliceCmd(ctx, get...)
+	hl := redis.NewIntCmd(ctx, exp[7:]...)
 	hs := redis.NewIntCmd(ctx, set...)
 	pe := redis.NewIntCmd(ctx, exp[:3]...)
 	pa := redis.NewIntCmd(ctx, exp[3:7]...)
-	var hl *redis.IntCmd
 	tx := s.txPipeline()
-	if maxFields > 0 {
-		hl = redis.NewIntCmd(ctx, exp[7:]...)
-		_ = tx.BatchProcess(ctx, hm, hs, pe, pa, hl)
-	} else {
-		_ = tx.BatchProcess(ctx, hm, hs, pe, pa)
-	}
-	_, err = tx.Exec(ctx)
+	_ = tx.BatchProcess(ctx, hm, hl, hs, pe, pa)
+	_, err := tx.Exec(ctx)
 	s.fast.txs.Put(tx)
 	if err != nil {
-		if redis.HasErrorPrefix(hm.Err(), "WRONGTYPE") {
-			return nil, false, nil // not a hash: the script removes it
+		oom, cmdErr := execError(err, hm, hl, hs, pe, pa)
+		switch {
+		case oom != nil:
+			return wrap(ctx, "set", oom) // nothing ran
+		case cmdErr != nil: // not a hash (WRONGTYPE): the script removes it
+			return s.fix(ctx, "set", key, fixNone, 0, 0, setFixArgs(fields, nil))
 		}
-		return nil, true, wrap(ctx, "set", err)
+		// Redis was not reached, or its reply was lost: the MULTI may have
+		// run. Take back what it may have put where no record is, and
+		// report the failure.
+		_ = s.fix(ctx, "set", key, fixNone, 0, 0, setFixArgs(fields, nil))
+		return wrap(ctx, "set", err)
 	}
-	old = hm.Val()
-	if !policyOf(old, p, len(fields)) {
-		return old, false, nil
+	old := hm.Val()
+	lenAfter := hl.Val() + hs.Val()
+	switch classify(old, p, n) {
+	case seenPolicy:
+		if maxFields <= 0 || hs.Val() == 0 || lenAfter-3 <= int64(maxFields) {
+			return nil
+		}
+		return s.fix(ctx, "set", key, fixLanded, maxFields, lenAfter, setFixArgs(fields, old))
+	case seenOther:
+		return s.fix(ctx, "set", key, fixLanded, maxFields, lenAfter, setFixArgs(fields, old))
 	}
-	if hl != nil && hs.Val() > 0 && hl.Val()-3 > int64(maxFields) {
-		return old, false, nil // perhaps over the limit: the script counts exactly
-	}
-	return old, true, nil
+	return s.fix(ctx, "set", key, fixNone, 0, 0, setFixArgs(fields, nil))
 }
 
-// setFix runs setFixScript after fastSet found what it could not answer
-// for: fields are the ones written, old the HMGET reply of the MULTI (nil
-// if it failed), whose values say which fields were new.
-func (s *Store) setFix(ctx context.Context, key string, fields []sessionkit.Field, old []any, maxFields int) error {
-	argv := append(command(setFixScript, key, 1+4*len(fields)), boxMaxFields(maxFields))
+// setFixArgs are fixScript's arguments for a Set of fields: name, value
+// written, '1' if new, old value (” if new). old is the MULTI's HMGET
+// (nil when unknown: then no field is taken back, only removed where no
+// record is).
+func setFixArgs(fields []sessionkit.Field, old []any) []any {
+	args := make([]any, 0, 4*len(fields))
 	for j, f := range fields {
 		isNew, was := "1", any("")
 		if len(old) == 3+len(fields) && old[3+j] != nil {
 			isNew, was = "0", old[3+j]
 		}
-		argv = append(argv, f.Name, f.Value, isNew, was)
+		args = append(args, f.Name, f.Value, isNew, was)
 	}
-	_, err := s.statusOf(ctx, "set", setFixScript, argv)
-	return err
+	return args
 }
 
-// fastIncr is Incr's fast path, one MULTI: HMGET of the deadline, the idle
-// timeout and the field's old value, HINCRBY, PEXPIRE, PEXPIREAT … LT, and
-// with a limit HLEN. Redis refuses a value that is not an integer and an
-// overflow without writing; Incr's script then runs and answers as it
-// always did (and evens out the values strconv.ParseInt accepts and
-// Redis does not). done is false when Incr must run a script: incrFix when
-// HINCRBY ran, its own when it was refused.
+// The modes of fixScript.
+const (
+	fixNone   = "n" // the MULTI saw no live record
+	fixLanded = "l" // the MULTI wrote into a live record
+)
+
+// fix runs fixScript on key (and, while it answers a key, on the key a
+// marker names: the record moved after the write landed in it), on a
+// context that the caller's end does not cancel: what the plain commands
+// did must not stay. It returns the answer for the write: nil, or
+// ErrRenewed, ErrNotFound, ErrTooManyFields.
+func (s *Store) fix(ctx context.Context, op, key, mode string, maxFields int, lenAfter int64, rest []any) error {
+	ctx = context.WithoutCancel(ctx)
+	for range 4 {
+		argv := append(command(fixScript, key, 3+len(rest)), mode, boxMaxFields(maxFields), lenAfter)
+		v, err := s.eval(ctx, op, fixScript, append(argv, rest...), 1)
+		if err != nil {
+			return err
+		}
+		next, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		key = next
+	}
+	return sessionkit.ErrTooManyFields // a record that kept moving: its write is not known to be taken back, so it is refused
+}
+
+// fastIncr is Incr's fast path, one MULTI: HMGET of the metadata and the
+// field's old value, HLEN, HINCRBY, PEXPIRE, PEXPIREAT … LT. Redis refuses
+// a value that is not an integer and an overflow without writing; Incr's
+// script then runs and answers as it always did (and evens out the values
+// strconv.ParseInt accepts and Redis does not). done is false when it
+// must. Anything else unusual goes to fixScript, as for Set.
 func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, name string, delta int64, maxFields int) (n int64, done bool, err error) {
 	args := make([]any, 19)
 	args[0], args[1], args[2], args[3], args[4], args[5] = "hmget", key, fieldDeadline, fieldIdle, fieldCreated, name
@@ -241,31 +335,47 @@ func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, n
 	args[13], args[14], args[15], args[16] = "pexpireat", args[1], p.Deadline(), "lt"
 	args[17], args[18] = "hlen", args[1]
 	hm := redis.NewSliceCmd(ctx, args[:6]...)
+	hl := redis.NewIntCmd(ctx, args[17:]...)
 	in := redis.NewIntCmd(ctx, args[6:10]...)
 	pe := redis.NewIntCmd(ctx, args[10:13]...)
 	pa := redis.NewIntCmd(ctx, args[13:17]...)
-	var hl *redis.IntCmd
 	tx := s.txPipeline()
-	if maxFields > 0 {
-		hl = redis.NewIntCmd(ctx, args[17:]...)
-		_ = tx.BatchProcess(ctx, hm, in, pe, pa, hl)
-	} else {
-		_ = tx.BatchProcess(ctx, hm, in, pe, pa)
-	}
+	_ = tx.BatchProcess(ctx, hm, hl, in, pe, pa)
 	_, err = tx.Exec(ctx)
 	s.fast.txs.Put(tx)
 	if err != nil {
-		if isOOM(err) || redis.HasErrorPrefix(err, "EXECABORT") || !commandError(hm.Err()) && !commandError(in.Err()) {
-			return 0, true, wrap(ctx, "incr", err)
+		oom, cmdErr := execError(err, hm, hl, in, pe, pa)
+		switch {
+		case oom != nil:
+			return 0, true, wrap(ctx, "incr", oom)
+		case cmdErr != nil:
+			return 0, false, nil // not a hash, not an integer, an overflow: the script answers; nothing was written
 		}
-		return 0, false, nil // not a hash, not an integer, an overflow: the script answers, nothing was written
+		_ = s.fix(ctx, "incr", key, fixNone, 0, 0, []any{name, "", "1", ""})
+		return 0, true, wrap(ctx, "incr", err)
 	}
 	vals := hm.Val()
 	n = in.Val()
-	if !policyOf(vals, p, 1) || hl != nil && vals[3] == nil && hl.Val()-3 > int64(maxFields) {
-		return s.incrFix(context.WithoutCancel(ctx), key, name, delta, n, vals, maxFields)
+	written := strconv.FormatInt(n, 10)
+	isNew, was := "1", any("")
+	if len(vals) == 4 && vals[3] != nil {
+		isNew, was = "0", vals[3]
 	}
-	if old, ok := vals[3].(string); ok {
+	lenAfter := hl.Val()
+	if isNew == "1" {
+		lenAfter++
+	}
+	rest := []any{name, written, isNew, was}
+	switch classify(vals, p, 1) {
+	case seenNone:
+		return 0, true, s.fix(ctx, "incr", key, fixNone, 0, 0, rest)
+	case seenOther:
+		return n, true, s.fix(ctx, "incr", key, fixLanded, maxFields, lenAfter, rest)
+	}
+	if maxFields > 0 && isNew == "1" && lenAfter-3 > int64(maxFields) {
+		return n, true, s.fix(ctx, "incr", key, fixLanded, maxFields, lenAfter, rest)
+	}
+	if old, ok := was.(string); ok && isNew == "0" {
 		if o, err := strconv.ParseInt(old, 10, 64); err == nil && (delta > 0 && o > math.MaxInt64-delta || delta < 0 && o < math.MinInt64-delta) {
 			// Only a server that wraps around (miniredis) gets here: Redis
 			// refuses the overflow. Put the old value back.
@@ -275,23 +385,6 @@ func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, n
 			}
 			return 0, true, errOverflow
 		}
-	}
-	return n, true, nil
-}
-
-// incrFix runs incrFixScript after a fast Incr whose HINCRBY ran where the
-// MULTI found no live record of the key's policy, or perhaps over the limit.
-func (s *Store) incrFix(ctx context.Context, key, name string, delta, n int64, old []any, maxFields int) (int64, bool, error) {
-	isNew := "0"
-	if len(old) == 4 && old[3] == nil {
-		isNew = "1"
-	}
-	v, err := s.eval(ctx, "incr", incrFixScript, append(command(incrFixScript, key, 4), name, delta, boxMaxFields(maxFields), isNew), 1)
-	if err != nil {
-		return 0, true, err
-	}
-	if _, ok := v.(int64); !ok {
-		return 0, true, wrap(ctx, "incr", fmt.Errorf("unexpected reply %T", v))
 	}
 	return n, true, nil
 }

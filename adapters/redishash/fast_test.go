@@ -222,9 +222,9 @@ func TestFastManagerKeyIsOnePipelineAndOneMulti(t *testing.T) {
 			admin = redis.NewClient(&redis.Options{Addr: client.Options().Addr})
 			t.Cleanup(func() { admin.Close() })
 		}
-		const get = "PIPELINE(PEXPIRE PEXPIREAT HMGET)" // the HMGET last: it checks what the refresh acted on
-		const set = "PIPELINE(MULTI HMGET HSET PEXPIRE PEXPIREAT HLEN EXEC)"
-		const setNoLimit = "PIPELINE(MULTI HMGET HSET PEXPIRE PEXPIREAT EXEC)"
+		const get = "PIPELINE(PEXPIRE PEXPIREAT HMGET)"                      // the HMGET last: it checks what the refresh acted on
+		const set = "PIPELINE(MULTI HMGET HLEN HSET PEXPIRE PEXPIREAT EXEC)" // HLEN before HSET: the count the write started from
+		const setNoLimit = set
 		a := sessionkit.NewKey[int]("a")
 		steps := []struct {
 			name string

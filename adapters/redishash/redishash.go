@@ -442,11 +442,7 @@ func (s *Store) Set(ctx context.Context, key string, fields []sessionkit.Field, 
 		if err := checkFields(fields); err != nil {
 			return err
 		}
-		old, done, err := s.fastSet(ctx, key, p, fields, maxFields)
-		if done {
-			return err
-		}
-		return s.setFix(context.WithoutCancel(ctx), key, fields, old, maxFields) // as in Get
+		return s.fastSet(ctx, key, p, fields, maxFields)
 	}
 	argv, err := pairs(append(command(setScript, key, 1+2*len(fields)), boxMaxFields(maxFields)), fields)
 	if err != nil {

@@ -266,25 +266,53 @@ end
 return 1
 `)
 
-	// After the fast path's MULTI for a Set (see fast.go) found no live
-	// record of the key's policy, or a field count perhaps over the limit.
-	// ARGV: max fields (0: no limit), then for each field written: field,
-	// value, '1' if the field was new, and its old value ('' if new). On a
-	// key without metadata (a marker, or the hash the HSET made where no
-	// record was) the fields are removed first; then the guard answers as
-	// for any operation (a marker gets its own expiry back, a corrupt
-	// record is removed). On a live record the expiry is refreshed from
-	// its own metadata; over the limit, the write is taken back, field by
-	// field where it still holds the value written: a new field removed,
-	// an existing one given its old value back; the reply is TOOMANY.
-	setFixScript = redis.NewScript(`
-if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
-  for j = 2, #ARGV, 4 do redis.call('HDEL', KEYS[1], ARGV[j]) end
+	// After a fast write's MULTI (Set or Incr, see fast.go), for what it
+	// saw or may have done. ARGV: mode, max fields (0: no limit), the
+	// record's field count right after the write (HLEN, metadata
+	// included), then for each field written: field, value written, '1'
+	// if the field was new, its old value ('' if new).
+	//
+	// Mode 'n': the MULTI saw no live record, so the write is no
+	// session's. On a key without metadata (a marker, or the hash the
+	// HSET made where no record was) the fields are removed; then the
+	// guard answers as for any operation (a marker gets its own expiry
+	// back). A live record found now came back where the write found a
+	// marker (a refused login puts it back): the write is not in it, and
+	// the answer is RENEWED, as it was when the MULTI ran.
+	//
+	// Mode 'l': the write landed in a live record (of another policy, or
+	// perhaps over the limit). If the record is still here, its expiry is
+	// refreshed from its own metadata, and over the limit the write is
+	// taken back where a field still holds the value written (a new field
+	// removed, an existing one given its old value): TOOMANY. The answer
+	// depends only on the count the MULTI saw, so a second run (go-redis
+	// retries a script whose reply was lost) answers the same. If the
+	// record moved since (a marker), the write moved with it: over the
+	// limit the reply is the key it moved to, for the client to run this
+	// again there; else the write stands.
+	fixScript = redis.NewScript(`
+if ARGV[1] == 'n' then
+  if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
+    for j = 4, #ARGV, 4 do redis.call('HDEL', KEYS[1], ARGV[j]) end
+  end
+` + strings.Replace(guard, "EXTRA", "", 1) + `
+  return -3
 end
-` + strings.Replace(guard, "EXTRA", "", 1) + refresh + `
-local max = tonumber(ARGV[1])
-if max > 0 and redis.call('HLEN', KEYS[1]) - ` + metaCount + ` > max then
-  for j = 2, #ARGV, 4 do
+local max, after = tonumber(ARGV[2]), tonumber(ARGV[3])
+local m = redis.pcall('HMGET', KEYS[1], '` + fieldDeadline + `', '` + fieldIdle + `', '` + fieldCreated + `')
+local d, i, c
+if not m.err then d, i, c = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]) end
+if not ` + valid + ` then
+  if max > 0 and after - 3 > max then
+    local r = redis.pcall('HGET', KEYS[1], '` + fieldRenamed + `')
+    if type(r) == 'string' and r ~= '' and r ~= '-' then return r end
+    return -2
+  end
+  return 1
+end
+` + refresh + `
+if max > 0 and after - ` + metaCount + ` > max then
+  for j = 4, #ARGV, 4 do
     if redis.call('HGET', KEYS[1], ARGV[j]) == ARGV[j + 1] then
       if ARGV[j + 2] == '1' then
         redis.call('HDEL', KEYS[1], ARGV[j])
@@ -292,29 +320,6 @@ if max > 0 and redis.call('HLEN', KEYS[1]) - ` + metaCount + ` > max then
         redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 3])
       end
     end
-  end
-  return -2
-end
-return 1
-`)
-
-	// After the fast path's MULTI for an Incr (see fast.go) whose HINCRBY
-	// ran where the MULTI found no live record of the key's policy, or a
-	// new field perhaps over the limit. ARGV: field, delta, max fields,
-	// '1' if the field was new. As setFix: on a key without metadata the
-	// field is removed first and the guard answers; on a live record the
-	// expiry is refreshed from its own metadata, and over the limit the
-	// increment is taken back (HINCRBY of -delta), with the field when
-	// that leaves it at 0, and the reply is TOOMANY.
-	incrFixScript = redis.NewScript(`
-if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-` + strings.Replace(guard, "EXTRA", "", 1) + refresh + `
-local max = tonumber(ARGV[3])
-if max > 0 and ARGV[4] == '1' and redis.call('HLEN', KEYS[1]) - ` + metaCount + ` > max then
-  if redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2])) == 0 then
-    redis.call('HDEL', KEYS[1], ARGV[1])
   end
   return -2
 end
