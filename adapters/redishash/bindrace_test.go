@@ -5,11 +5,8 @@ package redishash
 // script until released. Found by review (each failed before the fix).
 
 import (
-	"bytes"
 	"context"
-	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,70 +111,11 @@ func TestARevokeDuringALoginAgainMissesNothing(t *testing.T) {
 	}
 }
 
-// dropProxy forwards to addr, and the first time a client sends sha it
-// forwards the request, then drops the connection before the reply, as a
-// network fault would: go-redis then retries the command.
-func dropProxy(t *testing.T, addr, sha string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	var fired atomic.Bool
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			srv, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				return
-			}
-			var drop atomic.Bool
-			go func() {
-				buf := make([]byte, 1<<16)
-				for {
-					n, err := srv.Read(buf)
-					if n > 0 {
-						if drop.Load() {
-							c.Close()
-							srv.Close()
-							return
-						}
-						_, _ = c.Write(buf[:n])
-					}
-					if err != nil {
-						c.Close()
-						return
-					}
-				}
-			}()
-			go func() {
-				buf := make([]byte, 1<<16)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if bytes.Contains(buf[:n], []byte(sha)) && fired.CompareAndSwap(false, true) {
-							drop.Store(true)
-						}
-						_, _ = srv.Write(buf[:n])
-					}
-					if err != nil {
-						srv.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func TestARetriedBindStepNeverForksTheSession(t *testing.T) {
 	ctx := t.Context()
 	addr := testserver.Redis(t).Addr
 	plain := redis.NewClient(&redis.Options{Addr: addr})
-	lossy := redis.NewClient(&redis.Options{Addr: dropProxy(t, addr, bindInScript.Hash())}) // default retries
+	lossy := redis.NewClient(&redis.Options{Addr: testserver.DropProxy(t, addr, "", bindInScript.Hash())}) // default retries
 	t.Cleanup(func() { plain.Close(); lossy.Close() })
 	s := New(plain, nil)
 	require.NoError(t, bindInScript.Load(ctx, plain).Err()) // so the client sends the SHA

@@ -7,15 +7,12 @@ package redishash_test
 // and a proxy that drops replies (no sleeps).
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,70 +168,6 @@ func TestFastIncrThatLandedBeforeAMoveIsReportedDone(t *testing.T) {
 	}
 }
 
-// rvDropProxy forwards to addr; after it has seen a client chunk holding
-// after (if not empty), the first chunk holding trigger is forwarded and
-// the connection dropped before the reply, as a network fault would.
-func rvDropProxy(t *testing.T, addr, after, trigger string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	var armed, fired atomic.Bool
-	armed.Store(after == "")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			srv, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				return
-			}
-			var drop atomic.Bool
-			go func() {
-				buf := make([]byte, 1<<16)
-				for {
-					n, err := srv.Read(buf)
-					if n > 0 {
-						if drop.Load() {
-							c.Close()
-							srv.Close()
-							return
-						}
-						_, _ = c.Write(buf[:n])
-					}
-					if err != nil {
-						c.Close()
-						return
-					}
-				}
-			}()
-			go func() {
-				buf := make([]byte, 1<<16)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						chunk := buf[:n]
-						if armed.Load() && bytes.Contains(chunk, []byte(trigger)) && fired.CompareAndSwap(false, true) {
-							drop.Store(true)
-						}
-						if after != "" && bytes.Contains(chunk, []byte(after)) {
-							armed.Store(true)
-						}
-						_, _ = srv.Write(chunk)
-					}
-					if err != nil {
-						srv.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // 5. setFix is not idempotent: its reply lost, go-redis (default
 // MaxRetries) runs it again; the second run finds the record within the
 // limit and answers OK. Set reports success; its field was taken back.
@@ -247,7 +180,7 @@ func TestFastFixRetriedAfterALostReplyAnswersTheSame(t *testing.T) {
 	require.ErrorIs(t, store.Set(ctx, warm, []sessionkit.Field{{Name: "b", Value: []byte("2")}}, 1), sessionkit.ErrTooManyFields) // loads setFix
 	k := policyKey("s:{w}k", rvExp)
 	require.NoError(t, store.Create(ctx, k, []sessionkit.Field{{Name: "a", Value: []byte("1")}}, rvExp))
-	lossy := redis.NewClient(&redis.Options{Addr: rvDropProxy(t, addr, "\r\nexec\r\n", "evalsha")})
+	lossy := redis.NewClient(&redis.Options{Addr: testserver.DropProxy(t, addr, "\r\nexec\r\n", "evalsha")})
 	t.Cleanup(func() { lossy.Close() })
 	err := redishash.New(lossy, nil).Set(ctx, k, []sessionkit.Field{{Name: "b", Value: []byte("2")}}, 1)
 	fields := fastUserFields(t, plain, recordKey(k))
@@ -263,7 +196,7 @@ func TestFastLostMultiReplyLeavesNoHash(t *testing.T) {
 	addr, plain := rvClients(t)
 	k := policyKey("s:{f}gone", rvExp)
 	k = k[:strings.LastIndexByte(k, '}')+1+43] + "." + strconv.FormatInt(time.Now().UnixMilli(), 36) + ".9ugxnorjlr.9ugxnorjlr"
-	lossy := redis.NewClient(&redis.Options{Addr: rvDropProxy(t, addr, "", "\r\nexec\r\n")})
+	lossy := redis.NewClient(&redis.Options{Addr: testserver.DropProxy(t, addr, "", "\r\nexec\r\n")})
 	t.Cleanup(func() { lossy.Close() })
 	err := redishash.New(lossy, nil).Set(ctx, k, []sessionkit.Field{{Name: "x", Value: []byte("planted")}}, 0)
 	ttl := plain.PTTL(ctx, recordKey(k)).Val()

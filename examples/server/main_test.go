@@ -208,23 +208,7 @@ func TestFiftyConcurrentIncrsAndOneKeyReads(t *testing.T) {
 	code, body := c.get(a, "/incr")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "1\n", body)
-	var wg sync.WaitGroup
-	errs := make(chan error, 49)
-	for range 49 {
-		wg.Go(func() {
-			res, err := c.http.Get("http://" + a.addr + "/incr")
-			if err == nil {
-				res.Body.Close()
-				if res.StatusCode != http.StatusOK {
-					err = errors.New(res.Status)
-				}
-			}
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range c.concurrently(a, 49, func(int) string { return "/incr" }) {
 		require.NoError(t, err)
 	}
 	code, body = c.get(a, "/get?key=visits")
@@ -233,6 +217,27 @@ func TestFiftyConcurrentIncrsAndOneKeyReads(t *testing.T) {
 	code, body = c.get(a, "/get?key=nothing")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "null\n", body)
+}
+
+// concurrently sends n GETs of path(i) at once with c's cookies and
+// returns an error for each that did not answer 200.
+func (c *client) concurrently(a *app, n int, path func(i int) string) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := c.http.Get("http://" + a.addr + path(i))
+			if err == nil {
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					err = errors.New(res.Status)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 func (c *client) timeStamp(a *app) string {
@@ -250,23 +255,7 @@ func TestFiftyConcurrentSetsOnOneSessionAllSurvive(t *testing.T) {
 	code, _ := c.get(a, "/set")
 	require.Equal(t, http.StatusOK, code)
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for i := range 50 {
-		wg.Go(func() {
-			res, err := c.http.Get(fmt.Sprintf("http://%s/set?key=k%d&value=%d", a.addr, i, i))
-			if err == nil {
-				res.Body.Close()
-				if res.StatusCode != http.StatusOK {
-					err = errors.New(res.Status)
-				}
-			}
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range c.concurrently(a, 50, func(i int) string { return fmt.Sprintf("/set?key=k%d&value=%d", i, i) }) {
 		require.NoError(t, err)
 	}
 	got := c.session(a)
