@@ -151,7 +151,9 @@ func (s *Session) detachedErr() error {
 }
 
 // Token returns the session's current token. It changes when the session is
-// renewed, or replaced because the old one was gone.
+// renewed (or SetExpiry changes its policy), when it is first stored (the
+// token then carries its policy, see Policy), or when it is replaced
+// because the old one was gone: read it after the writes of the request.
 func (s *Session) Token() string {
 	s.lock()
 	defer s.mu.Unlock()
