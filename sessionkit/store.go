@@ -99,9 +99,10 @@ type Store interface {
 	// they are. If maxFields > 0 and the record would then hold more than
 	// maxFields fields, it returns ErrTooManyFields and the record is left
 	// as it was (redishash's fast path writes first and takes the write
-	// back, field by field: a concurrent read may see it meanwhile, and a
+	// back, field by field: a concurrent read may see it meanwhile, a
 	// field that another call wrote in between, with the same bytes, is
-	// taken back with it).
+	// taken back with it, and a write that a login is carrying to another
+	// slot at that moment stays, past the limit).
 	Set(ctx context.Context, key string, fields []Field, maxFields int) error
 
 	// Incr adds delta to the integer in the named field (a missing field

@@ -45,9 +45,8 @@ import (
 // that lives up to the idle timeout instead of RenewMarkerTTL, perhaps
 // with the fields a write added (it still only answers ErrRenewed and
 // leads Destroy to the session); a hash without metadata, which reads as
-// no session, with the TTL the key's policy gives (its idle timeout,
-// capped by its deadline). The key's policy is the client's: a forged
-// one names no record, but does set that TTL. The deadline of a live
+// no session, and lives strayTTL (a minute) whatever the key's policy,
+// which is the client's, says. The deadline of a live
 // record is never passed: PEXPIREAT … LT with the deadline of the key's
 // policy, which is the record's whenever the check passes.
 
@@ -222,14 +221,18 @@ func execError(err error, cmds ...redis.Cmder) (oom, command error) {
 }
 
 // fastSet is Set's fast path, one MULTI: HMGET of the metadata and the
-// fields' old values, HLEN, HSET, PEXPIRE, PEXPIREAT … LT. A MULTI runs
-// whole or not at all (under OOM Redis refuses the HSET as it is queued,
-// and EXEC then runs nothing). When it saw anything but a live record of
-// the key's policy, or the write may have crossed the limit, fixScript
-// answers from what it saw and puts right what it did.
+// fields' old values, HLEN, PEXPIRE, PEXPIREAT … LT, HSET, PEXPIRE … NX.
+// The refresh comes before the write, so where no key was the HSET makes
+// a hash without TTL, which the last PEXPIRE (NX: only a key without one)
+// gives strayTTL, whatever policy the key names (a forged one may name
+// centuries). A MULTI runs whole or not at all (under OOM Redis refuses
+// the HSET as it is queued, and EXEC then runs nothing). When it saw
+// anything but a live record of the key's policy, or the write may have
+// crossed the limit, fixScript answers from what it saw and puts right
+// what it did.
 func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fields []sessionkit.Field, maxFields int) error {
 	n := len(fields)
-	args := make([]any, 5+n+2+2*n+9) // the commands' arguments, in one allocation
+	args := make([]any, 5+n+2+2*n+13) // the commands' arguments, in one allocation
 	get, set, exp := args[:5+n], args[5+n:7+3*n], args[7+3*n:]
 	get[0], get[1], get[2], get[3], get[4] = "hmget", key, fieldDeadline, fieldIdle, fieldCreated
 	set[0], set[1] = "hset", get[1]
@@ -240,17 +243,19 @@ func (s *Store) fastSet(ctx context.Context, key string, p sessionkit.Policy, fi
 	exp[0], exp[1], exp[2] = "pexpire", get[1], s.boxIdle(p.Idle)
 	exp[3], exp[4], exp[5], exp[6] = "pexpireat", get[1], p.Deadline(), "lt"
 	exp[7], exp[8] = "hlen", get[1]
+	exp[9], exp[10], exp[11], exp[12] = "pexpire", get[1], boxedStrayTTL, "nx"
 	hm := redis.NewSliceCmd(ctx, get...)
-	hl := redis.NewIntCmd(ctx, exp[7:]...)
-	hs := redis.NewIntCmd(ctx, set...)
+	hl := redis.NewIntCmd(ctx, exp[7:9]...)
 	pe := redis.NewIntCmd(ctx, exp[:3]...)
 	pa := redis.NewIntCmd(ctx, exp[3:7]...)
+	hs := redis.NewIntCmd(ctx, set...)
+	nx := redis.NewIntCmd(ctx, exp[9:]...)
 	tx := s.txPipeline()
-	_ = tx.BatchProcess(ctx, hm, hl, hs, pe, pa)
+	_ = tx.BatchProcess(ctx, hm, hl, pe, pa, hs, nx)
 	_, err := tx.Exec(ctx)
 	s.fast.txs.Put(tx)
 	if err != nil {
-		oom, cmdErr := execError(err, hm, hl, hs, pe, pa)
+		oom, cmdErr := execError(err, hm, hl, pe, pa, hs, nx)
 		switch {
 		case oom != nil:
 			return wrap(ctx, "set", oom) // nothing ran
@@ -293,6 +298,13 @@ func setFixArgs(fields []sessionkit.Field, old []any) []any {
 	return args
 }
 
+// strayTTL is the TTL of a hash that a fast write made where no key was
+// (see fastSet): the fix-up removes it at once, and this bounds its life
+// when the fix-up cannot run.
+const strayTTL = sessionkit.RenewMarkerTTL
+
+var boxedStrayTTL any = strayTTL.Milliseconds()
+
 // The modes of fixScript.
 const (
 	fixNone   = "n" // the MULTI saw no live record
@@ -322,29 +334,32 @@ func (s *Store) fix(ctx context.Context, op, key, mode string, maxFields int, le
 }
 
 // fastIncr is Incr's fast path, one MULTI: HMGET of the metadata and the
-// field's old value, HLEN, HINCRBY, PEXPIRE, PEXPIREAT … LT. Redis refuses
+// field's old value, HLEN, PEXPIRE, PEXPIREAT … LT, HINCRBY, PEXPIRE … NX
+// (as in fastSet). Redis refuses
 // a value that is not an integer and an overflow without writing; Incr's
 // script then runs and answers as it always did (and evens out the values
 // strconv.ParseInt accepts and Redis does not). done is false when it
 // must. Anything else unusual goes to fixScript, as for Set.
 func (s *Store) fastIncr(ctx context.Context, key string, p sessionkit.Policy, name string, delta int64, maxFields int) (n int64, done bool, err error) {
-	args := make([]any, 19)
+	args := make([]any, 23)
 	args[0], args[1], args[2], args[3], args[4], args[5] = "hmget", key, fieldDeadline, fieldIdle, fieldCreated, name
 	args[6], args[7], args[8], args[9] = "hincrby", args[1], args[5], delta
 	args[10], args[11], args[12] = "pexpire", args[1], s.boxIdle(p.Idle)
 	args[13], args[14], args[15], args[16] = "pexpireat", args[1], p.Deadline(), "lt"
 	args[17], args[18] = "hlen", args[1]
+	args[19], args[20], args[21], args[22] = "pexpire", args[1], boxedStrayTTL, "nx"
 	hm := redis.NewSliceCmd(ctx, args[:6]...)
-	hl := redis.NewIntCmd(ctx, args[17:]...)
-	in := redis.NewIntCmd(ctx, args[6:10]...)
+	hl := redis.NewIntCmd(ctx, args[17:19]...)
 	pe := redis.NewIntCmd(ctx, args[10:13]...)
 	pa := redis.NewIntCmd(ctx, args[13:17]...)
+	in := redis.NewIntCmd(ctx, args[6:10]...)
+	nx := redis.NewIntCmd(ctx, args[19:]...)
 	tx := s.txPipeline()
-	_ = tx.BatchProcess(ctx, hm, hl, in, pe, pa)
+	_ = tx.BatchProcess(ctx, hm, hl, pe, pa, in, nx)
 	_, err = tx.Exec(ctx)
 	s.fast.txs.Put(tx)
 	if err != nil {
-		oom, cmdErr := execError(err, hm, hl, in, pe, pa)
+		oom, cmdErr := execError(err, hm, hl, pe, pa, in, nx)
 		switch {
 		case oom != nil:
 			return 0, true, wrap(ctx, "incr", oom)

@@ -2,6 +2,7 @@ package redishash_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,4 +74,51 @@ func (f hookFunc) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		f()
 		return err
 	}
+}
+
+// TestAStrayHashLivesAMinuteWhateverTheForgedPolicy: when the fix-up
+// cannot run at all (here every script fails, as when the client's pool
+// times out under load), a write with a forged token leaves a hash
+// without metadata that lives at most a minute, not the centuries its
+// policy names. Found from outside: under 1,000 concurrent forged
+// requests, 122 hashes with TTLs near 10^15 ms, one per pool timeout.
+func TestAStrayHashLivesAMinuteWhateverTheForgedPolicy(t *testing.T) {
+	onBothBackends(t, func(t *testing.T, client *redis.Client) {
+		ctx := t.Context()
+		failing := redis.NewClient(&redis.Options{Addr: client.Options().Addr})
+		t.Cleanup(func() { failing.Close() })
+		failing.AddHook(noScripts{})
+		store := redishash.New(failing, nil)
+		exp := sessionkit.Expiry{Idle: time.Hour, Absolute: time.Hour}
+		for _, op := range []string{"set", "incr"} {
+			key := policyKey("session:{stray}"+op, exp)
+			key = key[:strings.LastIndexByte(key, '}')+1+43] + "." + strconv.FormatInt(time.Now().UnixMilli(), 36) + ".9ugxnorjlr.9ugxnorjlr"
+			var err error
+			if op == "set" {
+				err = store.Set(ctx, key, []sessionkit.Field{{Name: "x", Value: []byte("planted")}}, 0)
+			} else {
+				_, err = store.Incr(ctx, key, "n", 1, 0)
+			}
+			require.Error(t, err, op)
+			ttl := client.PTTL(ctx, recordKey(key)).Val()
+			require.True(t, ttl > 0 && ttl <= sessionkit.RenewMarkerTTL, "%s: the stray hash lives %v", op, ttl)
+		}
+	})
+}
+
+// noScripts fails every EVALSHA and EVAL without sending it.
+type noScripts struct{}
+
+func (noScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (noScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+			cmd.SetErr(errors.New("no scripts in this test"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+func (noScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

@@ -277,3 +277,26 @@ func TestFastPathOOMIsReportedAsOOM(t *testing.T) {
 	require.NoError(t, err, "reads keep working")
 	require.Equal(t, "1", string(v[0]))
 }
+
+// 9. A Set over MaxFields whose record is moved and bound by a login
+// before the fix-up runs: the fix-up follows it and counts the binding as
+// metadata, so the write is taken back there. Found from outside (a login
+// racing writes at -max-fields 5 left 6 keys, all answered 200): the
+// fix-up counted the bound record's fields with the unbound record's
+// metadata count.
+func TestFastOverLimitSetRacingALoginIsTakenBackWhereTheSessionWent(t *testing.T) {
+	ctx := t.Context()
+	addr, plain := rvClients(t)
+	store := redishash.New(plain, nil)
+	k, moved := policyKey("s:{x}lim", rvExp), policyKey("s:{ana}lim", rvExp)
+	require.NoError(t, store.Create(ctx, k, []sessionkit.Field{{Name: "a", Value: []byte("1")}}, rvExp))
+	b := sessionkit.Binding{Index: "s:{ana}u:lim", User: "ana", ID: "lim", Expiry: rvExp}
+	setter := rvHooked(t, addr, &rvHook{afterMulti: func() {
+		require.NoError(t, store.Bind(ctx, k, moved, b)) // the login, between the MULTI and its fix-up
+	}})
+	err := setter.Set(ctx, k, []sessionkit.Field{{Name: "b", Value: []byte("2")}}, 1)
+	require.ErrorIs(t, err, sessionkit.ErrTooManyFields)
+	h := plain.HGetAll(ctx, recordKey(moved)).Val()
+	require.NotContains(t, h, "b", "the refused field is in the session it moved to: %v", h)
+	require.Equal(t, "1", h["a"])
+}

@@ -284,12 +284,16 @@ return 1
 	// perhaps over the limit). If the record is still here, its expiry is
 	// refreshed from its own metadata, and over the limit the write is
 	// taken back where a field still holds the value written (a new field
-	// removed, an existing one given its old value): TOOMANY. The answer
-	// depends only on the count the MULTI saw, so a second run (go-redis
-	// retries a script whose reply was lost) answers the same. If the
-	// record moved since (a marker), the write moved with it: over the
-	// limit the reply is the key it moved to, for the client to run this
-	// again there; else the write stands.
+	// removed, an existing one given its old value): TOOMANY. Over the
+	// limit means by the count the MULTI saw, so that a second run
+	// (go-redis retries a script whose reply was lost) answers the same,
+	// or by the count now (a login may have bound the record since: one
+	// more metadata field). If the record moved since (a marker), the
+	// write moved with it: over the limit the reply is the key it moved
+	// to, for the client to run this again there. Where there is no record
+	// (a login still on its way to the key a marker names, or a session
+	// ended), the write stands: a login on its way carries it, past the
+	// limit; an ended session took it with it.
 	fixScript = redis.NewScript(`
 if ARGV[1] == 'n' then
   if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
@@ -306,12 +310,12 @@ if not ` + valid + ` then
   if max > 0 and after - 3 > max then
     local r = redis.pcall('HGET', KEYS[1], '` + fieldRenamed + `')
     if type(r) == 'string' and r ~= '' and r ~= '-' then return r end
-    return -2
   end
   return 1
 end
 ` + refresh + `
-if max > 0 and after - ` + metaCount + ` > max then
+local meta = ` + metaCount + `
+if max > 0 and (after - meta > max or redis.call('HLEN', KEYS[1]) - meta > max) then
   for j = 4, #ARGV, 4 do
     if redis.call('HGET', KEYS[1], ARGV[j]) == ARGV[j + 1] then
       if ARGV[j + 2] == '1' then
