@@ -102,7 +102,8 @@ type Store interface {
 	// back, field by field: a concurrent read may see it meanwhile, a
 	// field that another call wrote in between, with the same bytes, is
 	// taken back with it, and a write that a login is carrying to another
-	// slot at that moment stays, past the limit).
+	// slot is taken back where it lands, or stays, past the limit, if the
+	// login has not landed 100 ms later).
 	Set(ctx context.Context, key string, fields []Field, maxFields int) error
 
 	// Incr adds delta to the integer in the named field (a missing field

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -307,8 +308,9 @@ var boxedStrayTTL any = strayTTL.Milliseconds()
 
 // The modes of fixScript.
 const (
-	fixNone   = "n" // the MULTI saw no live record
-	fixLanded = "l" // the MULTI wrote into a live record
+	fixNone     = "n" // the MULTI saw no live record
+	fixLanded   = "l" // the MULTI wrote into a live record
+	fixFollowed = "f" // as 'l', on the key a marker named
 )
 
 // fix runs fixScript on key (and, while it answers a key, on the key a
@@ -318,20 +320,42 @@ const (
 // ErrRenewed, ErrNotFound, ErrTooManyFields.
 func (s *Store) fix(ctx context.Context, op, key, mode string, maxFields int, lenAfter int64, rest []any) error {
 	ctx = context.WithoutCancel(ctx)
-	for range 4 {
+	hops, waits := 0, 0
+	for {
 		argv := append(command(fixScript, key, 3+len(rest)), mode, boxMaxFields(maxFields), lenAfter)
 		v, err := s.eval(ctx, op, fixScript, append(argv, rest...), 1)
-		if err != nil {
+		switch {
+		case errors.Is(err, errInFlight):
+			// A login is carrying the record (and the write) to key: wait
+			// for it to land there, then take the write back.
+			if waits++; waits > inFlightWaits {
+				return nil // it has not landed: the write goes with it, past the limit
+			}
+			time.Sleep(inFlightPause)
+			continue
+		case err != nil:
 			return err
 		}
 		next, ok := v.(string)
 		if !ok {
 			return nil
 		}
-		key = next
+		if hops++; hops > 4 {
+			return nil // a record that keeps moving: the write moves with it
+		}
+		key, mode = next, fixFollowed
 	}
-	return sessionkit.ErrTooManyFields // a record that kept moving: its write is not known to be taken back, so it is refused
 }
+
+// errInFlight is fixScript's INFLIGHT; how long fix waits for a login's
+// second step (one round trip after its first, normally well under a
+// millisecond).
+var errInFlight = errors.New("redishash: a login is moving the record")
+
+const (
+	inFlightWaits = 50
+	inFlightPause = 2 * time.Millisecond
+)
 
 // fastIncr is Incr's fast path, one MULTI: HMGET of the metadata and the
 // field's old value, HLEN, PEXPIRE, PEXPIREAT … LT, HINCRBY, PEXPIRE … NX

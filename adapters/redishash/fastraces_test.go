@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,4 +300,70 @@ func TestFastOverLimitSetRacingALoginIsTakenBackWhereTheSessionWent(t *testing.T
 	h := plain.HGetAll(ctx, recordKey(moved)).Val()
 	require.NotContains(t, h, "b", "the refused field is in the session it moved to: %v", h)
 	require.Equal(t, "1", h["a"])
+}
+
+// 10. The same while the login is still on its way: Bind's first step has
+// read the record, with the write, and its second step has not written
+// it yet when the fix-up follows the marker. The fix-up waits for it to
+// land and takes the write back there (a login racing writes at
+// -max-fields 5 left records with up to 19 fields before).
+func TestFastOverLimitSetRacingALoginOnItsWayIsTakenBackWhereItLands(t *testing.T) {
+	ctx := t.Context()
+	addr, plain := rvClients(t)
+	store := redishash.New(plain, nil)
+	k, moved := policyKey("s:{x}way", rvExp), policyKey("s:{ana}way", rvExp)
+	require.NoError(t, store.Create(ctx, k, []sessionkit.Field{{Name: "a", Value: []byte("1")}}, rvExp))
+	b := sessionkit.Binding{Index: "s:{ana}u:way", User: "ana", ID: "way", Expiry: rvExp}
+
+	out := testhook.RedisScript("bind-out").(*redis.Script)
+	fix := testhook.RedisScript("fix").(*redis.Script)
+	require.NoError(t, out.Load(ctx, plain).Err())
+	require.NoError(t, fix.Load(ctx, plain).Err())
+	outDone, resume := make(chan struct{}), make(chan struct{})
+	binder := rvHooked(t, addr, &rvHook{sha: out.Hash(), afterScript: func() { close(outDone); <-resume }})
+	bound := make(chan error, 1)
+	var fixes atomic.Int32
+	setter := rvHooked(t, addr, fixCounter{sha: fix.Hash(), after: func() {
+		if fixes.Add(1) == 2 { // the fix-up on the moved key has seen it missing
+			close(resume)
+		}
+	}, afterMulti: func() {
+		go func() { bound <- binder.Bind(context.Background(), k, moved, b) }()
+		<-outDone // the login has read the record, with the write
+	}})
+	err := setter.Set(ctx, k, []sessionkit.Field{{Name: "b", Value: []byte("2")}}, 1)
+	require.NoError(t, <-bound)
+	require.ErrorIs(t, err, sessionkit.ErrTooManyFields)
+	require.GreaterOrEqual(t, fixes.Load(), int32(3), "the fix-up waited for the login (old key, moved key missing, moved key)")
+	h := plain.HGetAll(ctx, recordKey(moved)).Val()
+	require.NotContains(t, h, "b", "the refused field is in the session the login made: %v", h)
+	require.Equal(t, "1", h["a"])
+}
+
+// fixCounter calls after after every EVALSHA of sha, and afterMulti after
+// every MULTI (the test sends one).
+type fixCounter struct {
+	sha        string
+	after      func()
+	afterMulti func()
+}
+
+func (h fixCounter) DialHook(n redis.DialHook) redis.DialHook { return n }
+func (h fixCounter) ProcessHook(n redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := n(ctx, cmd)
+		if a := cmd.Args(); len(a) > 1 && a[1] == h.sha {
+			h.after()
+		}
+		return err
+	}
+}
+func (h fixCounter) ProcessPipelineHook(n redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := n(ctx, cmds)
+		if len(cmds) > 0 && cmds[0].Name() == "multi" {
+			h.afterMulti()
+		}
+		return err
+	}
 }

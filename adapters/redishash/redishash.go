@@ -289,6 +289,8 @@ func (s *Store) eval(ctx context.Context, op string, sc *redis.Script, argv []an
 		return nil, sessionkit.ErrTooManySessions
 	case replySkew:
 		return nil, sessionkit.ErrClockSkew
+	case replyInFlight:
+		return nil, errInFlight
 	}
 	return nil, wrap(ctx, op, fmt.Errorf("unexpected reply %d", n))
 }

@@ -50,6 +50,7 @@ const (
 	replyOverflow = -7 // Incr's result would leave int64; nothing written
 	replyCap      = -8 // Bind would exceed Binding.Max under Refuse; nothing written
 	replySkew     = -9 // Create or Bind got a creation time too far from Redis's clock; nothing written
+	replyInFlight = -10 // fixScript followed a marker to a key a login has not written yet
 )
 
 // maxSkew bounds how far the creation time of a key's policy may be from
@@ -290,10 +291,11 @@ return 1
 	// or by the count now (a login may have bound the record since: one
 	// more metadata field). If the record moved since (a marker), the
 	// write moved with it: over the limit the reply is the key it moved
-	// to, for the client to run this again there. Where there is no record
-	// (a login still on its way to the key a marker names, or a session
-	// ended), the write stands: a login on its way carries it, past the
-	// limit; an ended session took it with it.
+	// to, for the client to run this again there, in mode 'f' (followed).
+	// There, no key at all is a login still on its way (Bind's second
+	// step has not written it yet), which carries the write: INFLIGHT, for
+	// the client to try again shortly. Where there is no record otherwise
+	// (a session ended), the write stands: the session took it with it.
 	fixScript = redis.NewScript(`
 if ARGV[1] == 'n' then
   if redis.pcall('HEXISTS', KEYS[1], '` + fieldDeadline + `') == 0 then
@@ -310,6 +312,7 @@ if not ` + valid + ` then
   if max > 0 and after - 3 > max then
     local r = redis.pcall('HGET', KEYS[1], '` + fieldRenamed + `')
     if type(r) == 'string' and r ~= '' and r ~= '-' then return r end
+    if ARGV[1] == 'f' and redis.call('EXISTS', KEYS[1]) == 0 then return -10 end
   end
   return 1
 end
@@ -898,6 +901,6 @@ func init() {
 		"rename": renameScript, "destroy": destroyScript,
 		"bind-out": bindOutScript, "bind-in": bindInScript, "bind-back": bindBackScript, "bind-same": bindSameScript,
 		"list": listScript, "revoke": revokeScript, "info": infoScript, "peek": peekScript,
-		"destroyall": destroyAllScript,
+		"destroyall": destroyAllScript, "fix": fixScript,
 	})
 }
