@@ -118,9 +118,9 @@ func commandError(err error) bool {
 	return errors.As(err, &re) && !errors.Is(err, redis.Nil)
 }
 
-// fastGet is Get's fast path: HMGET of the deadline, the idle timeout and
-// the names, PEXPIRE and PEXPIREAT … LT, in one pipeline. done is false
-// when Get must run its script.
+// fastGet is Get's fast path, one pipeline: PEXPIRE, PEXPIREAT … LT, then
+// HMGET of the metadata and the names. done is false when Get must run
+// its script.
 func (s *Store) fastGet(ctx context.Context, key string, p sessionkit.Policy, names []string) (out [][]byte, done bool, err error) {
 	args := make([]any, 5+len(names)+7) // the three commands' arguments, in one allocation
 	get, exp := args[:5+len(names)], args[5+len(names):]
