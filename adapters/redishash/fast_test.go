@@ -222,7 +222,7 @@ func TestFastManagerKeyIsOnePipelineAndOneMulti(t *testing.T) {
 			admin = redis.NewClient(&redis.Options{Addr: client.Options().Addr})
 			t.Cleanup(func() { admin.Close() })
 		}
-		const get = "PIPELINE(PEXPIRE PEXPIREAT HMGET)"                      // the HMGET last: it checks what the refresh acted on
+		const get = "PIPELINE(PEXPIRE PEXPIREAT HMGET)"                              // the HMGET last: it checks what the refresh acted on
 		const set = "PIPELINE(MULTI HMGET HLEN PEXPIRE PEXPIREAT HSET PEXPIRE EXEC)" // the refresh before the write; the last PEXPIRE (NX) gives a stray hash a minute
 		const setNoLimit = set
 		a := sessionkit.NewKey[int]("a")

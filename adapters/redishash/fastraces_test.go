@@ -71,68 +71,59 @@ func rvHooked(t *testing.T, addr string, h redis.Hook) *redishash.Store {
 	return redishash.New(c, nil)
 }
 
-// 1. A fast Set whose MULTI lands on the marker bindOut left, when the
-// login is refused (cap) and bindBack restores the record before setFix
-// runs: setFix sees a live record and answers OK; the write is gone.
-func TestFastSetOnTheMarkerOfARefusedLoginIsNotReportedDone(t *testing.T) {
+// duringARefusedLogin runs write on a session holding fields, through a
+// store whose MULTI lands on the marker that the first step of a login
+// (Bind) left, and waits there until the cap has refused the login and
+// its third step has put the record back. It returns the plain client,
+// the session's key and write's error.
+func duringARefusedLogin(t *testing.T, fields []sessionkit.Field, write func(s *redishash.Store, key string) error) (*redis.Client, string, error) {
 	ctx := t.Context()
 	addr, plain := rvClients(t)
 	store := redishash.New(plain, nil)
 	k := policyKey("s:{x}k", rvExp)
-	require.NoError(t, store.Create(ctx, k, []sessionkit.Field{{Name: "a", Value: []byte("1")}}, rvExp))
+	require.NoError(t, store.Create(ctx, k, fields, rvExp))
 	b := sessionkit.Binding{Index: "s:{ana}u:idx", User: "ana", ID: "o", Expiry: rvExp, Max: 1, Refuse: true}
 	require.NoError(t, store.Bind(ctx, "", policyKey("s:{ana}other", rvExp), b))
 
 	multiDone, release := make(chan struct{}), make(chan struct{})
-	setter := rvHooked(t, addr, &rvHook{afterMulti: func() { close(multiDone); <-release }})
-	setErr := make(chan error, 1)
+	writer := rvHooked(t, addr, &rvHook{afterMulti: func() { close(multiDone); <-release }})
+	written := make(chan error, 1)
 	out := testhook.RedisScript("bind-out").(*redis.Script)
 	require.NoError(t, out.Load(ctx, plain).Err())
 	binder := rvHooked(t, addr, &rvHook{sha: out.Hash(), afterScript: func() {
-		go func() {
-			setErr <- setter.Set(context.Background(), k, []sessionkit.Field{{Name: "x", Value: []byte("w")}}, 0)
-		}()
+		go func() { written <- write(writer, k) }()
 		<-multiDone // the MULTI ran on the marker; bindIn and bindBack run next
 	}})
 	b.ID = "a"
 	require.ErrorIs(t, binder.Bind(ctx, k, policyKey("s:{ana}new", rvExp), b), sessionkit.ErrTooManySessions)
 	close(release)
-	err := <-setErr
-	h := plain.HGetAll(ctx, recordKey(k)).Val()
+	return plain, k, <-written
+}
+
+// 1. A fast Set whose MULTI lands on the marker of a login that the cap
+// then refuses (the record is put back before the fix-up runs) is not
+// reported done: the fix-up used to see the live record and answer OK,
+// while the write was gone.
+func TestFastSetOnTheMarkerOfARefusedLoginIsNotReportedDone(t *testing.T) {
+	plain, k, err := duringARefusedLogin(t, []sessionkit.Field{{Name: "a", Value: []byte("1")}}, func(s *redishash.Store, k string) error {
+		return s.Set(context.Background(), k, []sessionkit.Field{{Name: "x", Value: []byte("w")}}, 0)
+	})
+	h := plain.HGetAll(t.Context(), recordKey(k)).Val()
 	t.Logf("Set: %v; record now %v", err, h)
 	require.True(t, err != nil || h["x"] == "w", "Set reported success but its field is not in the session")
 }
 
-// 2. The same for Incr: it reports the value HINCRBY made on the marker.
+// 2. The same for Incr: it used to report the value HINCRBY made on the
+// marker.
 func TestFastIncrOnTheMarkerOfARefusedLoginIsNotReportedDone(t *testing.T) {
-	ctx := t.Context()
-	addr, plain := rvClients(t)
-	store := redishash.New(plain, nil)
-	k := policyKey("s:{x}k", rvExp)
-	require.NoError(t, store.Create(ctx, k, []sessionkit.Field{{Name: "n", Value: []byte("5")}}, rvExp))
-	b := sessionkit.Binding{Index: "s:{ana}u:idx", User: "ana", ID: "o", Expiry: rvExp, Max: 1, Refuse: true}
-	require.NoError(t, store.Bind(ctx, "", policyKey("s:{ana}other", rvExp), b))
-
-	multiDone, release := make(chan struct{}), make(chan struct{})
-	incr := rvHooked(t, addr, &rvHook{afterMulti: func() { close(multiDone); <-release }})
-	type res struct {
-		n   int64
-		err error
-	}
-	got := make(chan res, 1)
-	out := testhook.RedisScript("bind-out").(*redis.Script)
-	require.NoError(t, out.Load(ctx, plain).Err())
-	binder := rvHooked(t, addr, &rvHook{sha: out.Hash(), afterScript: func() {
-		go func() { n, err := incr.Incr(context.Background(), k, "n", 1, 0); got <- res{n, err} }()
-		<-multiDone
-	}})
-	b.ID = "a"
-	require.ErrorIs(t, binder.Bind(ctx, k, policyKey("s:{ana}new", rvExp), b), sessionkit.ErrTooManySessions)
-	close(release)
-	r := <-got
-	stored := plain.HGet(ctx, recordKey(k), "n").Val()
-	t.Logf("Incr: %d, %v; stored %q", r.n, r.err, stored)
-	require.True(t, r.err != nil || (r.n == 6 && stored == "6"), "Incr reported %d but the session holds %q", r.n, stored)
+	var n int64
+	plain, k, err := duringARefusedLogin(t, []sessionkit.Field{{Name: "n", Value: []byte("5")}}, func(s *redishash.Store, k string) (err error) {
+		n, err = s.Incr(context.Background(), k, "n", 1, 0)
+		return err
+	})
+	stored := plain.HGet(t.Context(), recordKey(k), "n").Val()
+	t.Logf("Incr: %d, %v; stored %q", n, err, stored)
+	require.True(t, err != nil || (n == 6 && stored == "6"), "Incr reported %d but the session holds %q", n, stored)
 }
 
 // 3. A Set over MaxFields (setFix must take it back) racing a Rename:

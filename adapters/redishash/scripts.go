@@ -41,15 +41,15 @@ import (
 // Reply codes: a script answers a negative integer (written as a literal in
 // the Lua) for an outcome that is not a result.
 const (
-	replyNotFound = -1 // no live record (missing, expired or corrupt, now removed)
-	replyTooMany  = -2 // Set would exceed maxFields; nothing written
-	replyRenewed  = -3 // the key holds a Rename marker
-	replyExists   = -4 // Create or Rename found the target taken
-	replyRetry    = -5 // Create removed a corrupt record in its way: run it again
-	replyNotInt   = -6 // Incr found a field that does not hold an int64; nothing written
-	replyOverflow = -7 // Incr's result would leave int64; nothing written
-	replyCap      = -8 // Bind would exceed Binding.Max under Refuse; nothing written
-	replySkew     = -9 // Create or Bind got a creation time too far from Redis's clock; nothing written
+	replyNotFound = -1  // no live record (missing, expired or corrupt, now removed)
+	replyTooMany  = -2  // Set would exceed maxFields; nothing written
+	replyRenewed  = -3  // the key holds a Rename marker
+	replyExists   = -4  // Create or Rename found the target taken
+	replyRetry    = -5  // Create removed a corrupt record in its way: run it again
+	replyNotInt   = -6  // Incr found a field that does not hold an int64; nothing written
+	replyOverflow = -7  // Incr's result would leave int64; nothing written
+	replyCap      = -8  // Bind would exceed Binding.Max under Refuse; nothing written
+	replySkew     = -9  // Create or Bind got a creation time too far from Redis's clock; nothing written
 	replyInFlight = -10 // fixScript followed a marker to a key a login has not written yet
 )
 
