@@ -579,7 +579,7 @@ func (s *Session) SetExpiry(ctx context.Context, exp Expiry) error {
 			return err // the policy did not change: the cookie must not say it did
 		}
 		if p, ok := parsePolicy(s.token[min(len(s.token), TokenLength):]); ok && s.stored {
-			s.reissue(ctx, Policy{Created: p.Created, Idle: newPolicy(time.Time{}, exp).Idle, Absolute: newPolicy(time.Time{}, exp).Absolute})
+			s.reissue(ctx, newPolicy(time.UnixMilli(p.Created), exp))
 		}
 	}
 	s.exp, s.ownExpiry = exp, true
