@@ -33,7 +33,7 @@ func TestFastPathCleansUpWhenTheCallerHangsUp(t *testing.T) {
 	t.Cleanup(func() { hooked.Close() })
 	hstore := redishash.New(hooked, nil)
 	var cancel context.CancelFunc
-	hooked.AddHook(hookFunc(func() { cancel() }))
+	hooked.AddHook(&rvHook{afterPipeline: func() { cancel() }})
 	call := func() context.Context {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(t.Context())
@@ -61,19 +61,6 @@ func TestFastPathCleansUpWhenTheCallerHangsUp(t *testing.T) {
 	require.Error(t, err)
 	ttl := client.PTTL(t.Context(), recordKey(old)).Val()
 	require.True(t, ttl > 0 && ttl <= sessionkit.RenewMarkerTTL, "the marker's TTL stayed stretched: %v", ttl)
-}
-
-// hookFunc is a redis.Hook that calls f after every pipeline.
-type hookFunc func()
-
-func (f hookFunc) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (f hookFunc) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (f hookFunc) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		f()
-		return err
-	}
 }
 
 // TestAStrayHashLivesAMinuteWhateverTheForgedPolicy: when the fix-up

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,13 +27,14 @@ import (
 
 var rvExp = sessionkit.Expiry{Idle: time.Hour, Absolute: 2 * time.Hour}
 
-// rvHook calls afterMulti once after the first MULTI pipeline, and
-// afterScript once after the first successful EVALSHA of sha.
+// rvHook calls afterPipeline after every pipeline (the fast path's
+// commands), afterMulti after every MULTI, and afterScript after every
+// successful EVALSHA of sha; each test sends one of what it waits for.
 type rvHook struct {
-	sha         string
-	afterMulti  func()
-	afterScript func()
-	m, s        sync.Once
+	sha           string
+	afterPipeline func()
+	afterMulti    func()
+	afterScript   func()
 }
 
 func (h *rvHook) DialHook(n redis.DialHook) redis.DialHook { return n }
@@ -42,7 +42,7 @@ func (h *rvHook) ProcessHook(n redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := n(ctx, cmd)
 		if a := cmd.Args(); h.afterScript != nil && len(a) > 1 && a[1] == h.sha && err == nil {
-			h.s.Do(h.afterScript)
+			h.afterScript()
 		}
 		return err
 	}
@@ -50,8 +50,11 @@ func (h *rvHook) ProcessHook(n redis.ProcessHook) redis.ProcessHook {
 func (h *rvHook) ProcessPipelineHook(n redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := n(ctx, cmds)
+		if h.afterPipeline != nil {
+			h.afterPipeline()
+		}
 		if h.afterMulti != nil && len(cmds) > 0 && cmds[0].Name() == "multi" {
-			h.m.Do(h.afterMulti)
+			h.afterMulti()
 		}
 		return err
 	}
@@ -314,7 +317,7 @@ func TestFastOverLimitSetRacingALoginOnItsWayIsTakenBackWhereItLands(t *testing.
 	binder := rvHooked(t, addr, &rvHook{sha: out.Hash(), afterScript: func() { close(outDone); <-resume }})
 	bound := make(chan error, 1)
 	var fixes atomic.Int32
-	setter := rvHooked(t, addr, fixCounter{sha: fix.Hash(), after: func() {
+	setter := rvHooked(t, addr, &rvHook{sha: fix.Hash(), afterScript: func() {
 		if fixes.Add(1) == 2 { // the fix-up on the moved key has seen it missing
 			close(resume)
 		}
@@ -329,32 +332,4 @@ func TestFastOverLimitSetRacingALoginOnItsWayIsTakenBackWhereItLands(t *testing.
 	h := plain.HGetAll(ctx, recordKey(moved)).Val()
 	require.NotContains(t, h, "b", "the refused field is in the session the login made: %v", h)
 	require.Equal(t, "1", h["a"])
-}
-
-// fixCounter calls after after every EVALSHA of sha, and afterMulti after
-// every MULTI (the test sends one).
-type fixCounter struct {
-	sha        string
-	after      func()
-	afterMulti func()
-}
-
-func (h fixCounter) DialHook(n redis.DialHook) redis.DialHook { return n }
-func (h fixCounter) ProcessHook(n redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := n(ctx, cmd)
-		if a := cmd.Args(); len(a) > 1 && a[1] == h.sha {
-			h.after()
-		}
-		return err
-	}
-}
-func (h fixCounter) ProcessPipelineHook(n redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := n(ctx, cmds)
-		if len(cmds) > 0 && cmds[0].Name() == "multi" {
-			h.afterMulti()
-		}
-		return err
-	}
 }
