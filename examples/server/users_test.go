@@ -13,22 +13,11 @@ import (
 	"github.com/sessionkit/sessionkit/sessionkit"
 )
 
-// listed is one entry of /sessions.
-type listed struct {
-	ID       string    `json:"id"`
-	Created  time.Time `json:"created"`
-	LastSeen time.Time `json:"last_seen"`
-	Expires  time.Time `json:"expires"`
-	Device   string    `json:"device"`
-	IP       string    `json:"ip"`
-	Current  bool      `json:"current"`
-}
-
-func (c *client) sessions(a *app) []listed {
+func (c *client) sessions(a *app) []sessionkit.UserSession {
 	c.t.Helper()
 	code, body := c.get(a, "/sessions")
 	require.Equal(c.t, http.StatusOK, code, body)
-	var l []listed
+	var l []sessionkit.UserSession
 	require.NoError(c.t, json.Unmarshal([]byte(body), &l), body)
 	return l
 }
@@ -41,10 +30,10 @@ func (c *client) login(a *app, user string) {
 }
 
 // current returns the entry marked current, and the others.
-func current(t *testing.T, l []listed) (listed, []listed) {
+func current(t *testing.T, l []sessionkit.UserSession) (sessionkit.UserSession, []sessionkit.UserSession) {
 	t.Helper()
-	var cur []listed
-	var others []listed
+	var cur []sessionkit.UserSession
+	var others []sessionkit.UserSession
 	for _, e := range l {
 		if e.Current {
 			cur = append(cur, e)
